@@ -1,0 +1,56 @@
+"""Helpers shared by the command modules: error translation, JSON output, consoles.
+
+`run_command` wraps a command body so that a `TriageError` becomes one line on stderr and the
+exit code of its kind, and any other exception becomes a short internal-error line (traceback
+only with TRIAGE_DEBUG=1). `want_progress` says whether a progress bar may be drawn: only on a
+terminal, never with --json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+
+from triage.errors import EXIT_INTERNAL, TriageError
+
+# Results go to stdout; progress, warnings and errors go to stderr.
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    try:
+        yield
+    except TriageError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True) \
+            if err.is_terminal else print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug in triage
+        if os.environ.get("TRIAGE_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set TRIAGE_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        raise typer.Exit(EXIT_INTERNAL)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def want_progress(json_mode: bool) -> bool:
+    return (not json_mode) and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

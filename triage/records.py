@@ -1,0 +1,188 @@
+"""The nouns of triage: frozen records handed from one pipeline stage to the next.
+
+Data flows one way: ingest -> parse -> classify -> (case store) -> analyze -> cli/report.
+Every stage takes and returns these records; none of them knows about the terminal.
+
+Invariants
+- Records are frozen. A stage that refines a record builds a new one (`dataclasses.replace`).
+- `to_json()` emits exactly the public contract of ../shared/DESIGN.md (`triage.scan/1`):
+  no more keys, no fewer. Extra in-process detail (`fields`, `frames`) stays out of it.
+- `rank` is the global rank wherever the text allows; `None` when it cannot be known.
+- `source.line` is 1-based and always names a line that exists in that input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+SCAN_SCHEMA = "triage.scan/1"
+
+
+class Family(str, Enum):
+    """The failure-family taxonomy (public contract). Exactly one per classified failure."""
+
+    COLLECTIVE_TIMEOUT = "collective_timeout"
+    COLLECTIVE_MISMATCH = "collective_mismatch"
+    COMM_ERROR = "comm_error"
+    RENDEZVOUS = "rendezvous"
+    CUDA_OOM = "cuda_oom"
+    HOST_OOM = "host_oom"
+    CUDA_ILLEGAL_ACCESS = "cuda_illegal_access"
+    CUDA_DEVICE_ASSERT = "cuda_device_assert"
+    CUDA_OTHER = "cuda_other"
+    GPU_HARDWARE = "gpu_hardware"
+    NONFINITE = "nonfinite"
+    LOSS_SCALE = "loss_scale"
+    DATALOADER = "dataloader"
+    SIGNAL = "signal"
+    CHECKPOINT_IO = "checkpoint_io"
+    PYTHON_EXCEPTION = "python_exception"
+    HANG = "hang"
+    OTHER = "other"
+
+
+FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
+
+
+class Role(str, Enum):
+    """The role of one failure within one failed attempt."""
+
+    ROOT = "root"  # the first failure: what to fix
+    SYMPTOM = "symptom"  # a consequence of the root cause (another rank's timeout, reset peer)
+    INDEPENDENT = "independent"  # a failure of its own, not explained by the root cause
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    path: str
+    line: int  # 1-based
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "line": self.line}
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    path: str
+    bytes: int
+    lines: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "bytes": self.bytes, "lines": self.lines}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One stack frame of a Python traceback or a C++ 'frame #N' trace."""
+
+    file: str
+    function: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One classified failure occurrence: the first line of one signature on one rank."""
+
+    family: str
+    rank: int | None
+    host: str | None
+    step: int | None
+    time: str | None  # ISO 8601 when the log has a timestamp
+    message: str  # the log line that states the error, verbatim (prefix included)
+    source: SourceRef
+    role: str  # Role value
+    signature: str  # "sig1:..."
+    playbook: str | None  # rule id
+    why: str
+    # Not part of the JSON contract: named groups the rule extracted (seq, op, pg, timeout,
+    # bytes, xid, exit_code, signal, ...), and the traceback frames (innermost last).
+    fields: Mapping[str, str] = field(default_factory=dict)
+    frames: tuple[Frame, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "rank": self.rank,
+            "host": self.host,
+            "step": self.step,
+            "time": self.time,
+            "message": self.message,
+            "source": self.source.to_json(),
+            "role": self.role,
+            "signature": self.signature,
+            "playbook": self.playbook,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class SignatureSummary:
+    """One signature across a scan: how often, where, first seen at which step."""
+
+    id: str
+    family: str
+    template: str
+    count: int
+    ranks: tuple[int, ...]
+    hosts: tuple[str, ...]
+    first_step: int | None
+    playbook: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "family": self.family,
+            "template": self.template,
+            "count": self.count,
+            "ranks": list(self.ranks),
+            "hosts": list(self.hosts),
+            "first_step": self.first_step,
+            "playbook": self.playbook,
+        }
+
+
+@dataclass(frozen=True)
+class RankState:
+    """What a scan learnt about one rank: where it lives and how far it got (exposure)."""
+
+    rank: int
+    host: str | None = None
+    last_step: int | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    lines: int
+    bytes: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lines": self.lines, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    inputs: tuple[InputInfo, ...]
+    root_cause: Failure | None
+    failures: tuple[Failure, ...]  # first-occurrence order; includes the root cause
+    signatures: tuple[SignatureSummary, ...]
+    stats: ScanStats
+    ranks: tuple[RankState, ...] = ()  # every rank seen, sorted by rank
+    world_size: int | None = None
+    max_step: int | None = None  # the highest step any rank reported
+    warnings: tuple[str, ...] = ()  # damaged or skipped inputs, each naming its path
+    hang: Any = None  # triage.analyze.hang verdict when the failure is a hang/timeout
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCAN_SCHEMA,
+            "inputs": [i.to_json() for i in self.inputs],
+            "root_cause": self.root_cause.to_json() if self.root_cause else None,
+            "failures": [f.to_json() for f in self.failures],
+            "signatures": [s.to_json() for s in self.signatures],
+            "stats": self.stats.to_json(),
+        }
