@@ -145,6 +145,24 @@ class SignatureSummary:
 
 
 @dataclass(frozen=True)
+class Occurrence:
+    """The first occurrence of one signature on one rank (or in one rank-less input).
+
+    Scans aggregate: a signature seen on 100,000 ranks is one `SignatureSummary` plus one
+    compact `Occurrence` per rank, never 100,000 `Failure` objects.
+    """
+
+    signature: str
+    rank: int | None
+    host: str | None
+    step: int | None
+    time: str | None
+    source: SourceRef
+    message: str
+    count: int = 1  # lines of this signature on this rank
+
+
+@dataclass(frozen=True)
 class RankState:
     """What a scan learnt about one rank: where it lives and how far it got (exposure)."""
 
@@ -176,6 +194,7 @@ class ScanResult:
     max_step: int | None = None  # the highest step any rank reported
     warnings: tuple[str, ...] = ()  # damaged or skipped inputs, each naming its path
     hang: Any = None  # triage.analyze.hang verdict when the failure is a hang/timeout
+    occurrences: tuple[Occurrence, ...] = ()  # first occurrence per (signature, rank)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -54,3 +54,31 @@ def want_progress(json_mode: bool) -> bool:
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def rank_ranges(ranks, limit: int = 12) -> str:
+    """[0,1,2,3,7,9,10] -> '0-3,7,9-10' (at most `limit` ranges, then '… (N ranks)')."""
+    rs = sorted(set(r for r in ranks if r is not None))
+    if not rs:
+        return "-"
+    parts = []
+    start = prev = rs[0]
+    for r in rs[1:]:
+        if r == prev + 1:
+            prev = r
+            continue
+        parts.append(f"{start}-{prev}" if prev > start else str(start))
+        start = prev = r
+    parts.append(f"{start}-{prev}" if prev > start else str(start))
+    if len(parts) > limit:
+        return ",".join(parts[:limit]) + f",… ({len(rs)} ranks)"
+    return ",".join(parts)
+
+
+def safe_text(text: str) -> str:
+    """Log text for a terminal: control characters shown, never interpreted."""
+    return "".join(ch if ch >= " " or ch == "\t" else "\ufffd" for ch in text)
+
+
+def playbook_dirs_option(dirs: list | None) -> list[str]:
+    return [str(d) for d in (dirs or [])]

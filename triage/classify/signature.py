@@ -1,0 +1,90 @@
+"""Signature fingerprints: the same failure gets the same id in every run.
+
+A signature is `sig<version>:<12 hex>` over (family, rule id, template). The template is the
+failure message with its launcher prefix and leading log header (timestamp, glog header, level)
+removed and the masks of playbooks/masks.yaml applied (numbers, addresses, paths, hosts' digits,
+times). The masks file's `version` is part of the id, so a change in normalisation shows as new
+ids instead of silently merging or splitting a case.
+
+Invariants: `template(m)` is idempotent on its own output and never raises; the id depends only on
+(family, rule id, template, masks version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from triage.errors import PlaybookError
+from triage.parse.timestamps import parse_timestamp
+
+TEMPLATE_MAX = 400
+
+_HEADER_RE = re.compile(
+    r"^\s*(?:\d+\s+[\w.+-]+:\d+\]\s*"  # rest of a glog header: "1234 file.cc:12] "
+    r"|[\w.+-]+\.(?:cpp|cc|cu|c|h|hpp|py):\d+\]\s*)?"  # torch C++: "ProcessGroupNCCL.cpp:1] "
+    r"(?:[-|:\]]\s*)?(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b[:\s|-]*)?"
+)
+_SPACE_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Masks:
+    version: int
+    rules: tuple[tuple[str, re.Pattern, str], ...]
+
+    def apply(self, text: str) -> str:
+        for _name, rx, rep in self.rules:
+            text = rx.sub(rep, text)
+        return text
+
+
+def _masks_path() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_playbooks" / "masks.yaml"
+    return packaged if packaged.exists() else here.parent / "playbooks" / "masks.yaml"
+
+
+@lru_cache(maxsize=1)
+def load_masks(path: str | None = None) -> Masks:
+    p = Path(path) if path else _masks_path()
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        version = int(data["version"])
+        rules = []
+        for i, item in enumerate(data["masks"]):
+            rules.append((str(item["name"]), re.compile(str(item["pattern"])), str(item["replace"])))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, re.error) as exc:
+        raise PlaybookError(f"invalid masks file: {exc}", where=str(p),
+                            hint="masks.yaml needs `version` and a list `masks` of name/pattern/replace") from exc
+    return Masks(version, tuple(rules))
+
+
+def strip_header(message: str) -> str:
+    """The message without its leading timestamp, glog/C++ header and log level."""
+    st = parse_timestamp(message)
+    if st is not None and st.end <= 60:
+        message = message[st.end:]
+    m = _HEADER_RE.match(message)
+    if m is not None and m.end() > 0:
+        message = message[m.end():]
+    return message.strip()
+
+
+def template(message: str, masks: Masks | None = None) -> str:
+    masks = masks or load_masks()
+    text = masks.apply(strip_header(message))
+    text = _SPACE_RE.sub(" ", text).strip()
+    return text[:TEMPLATE_MAX]
+
+
+def signature_id(family: str, rule_id: str | None, tmpl: str, masks: Masks | None = None) -> str:
+    masks = masks or load_masks()
+    h = hashlib.blake2b(f"{family}\x1f{rule_id or ''}\x1f{tmpl}".encode("utf-8", "replace"),
+                        digest_size=6).hexdigest()
+    return f"sig{masks.version}:{h}"

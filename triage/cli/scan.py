@@ -1,0 +1,136 @@
+"""`triage scan PATH...`: the root cause of a failed run, its symptoms and what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from triage.cli.common import (err, handle_errors, out, print_json, rank_ranges, safe_text,
+                               want_progress, warn)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_cmd)
+
+
+def scan_cmd(
+    paths: List[str] = typer.Argument(..., help="Log files, directories, globs, .gz files, or - for stdin."),
+    json_out: bool = typer.Option(False, "--json", help="Print the triage.scan/1 JSON object only."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
+    playbooks: Optional[List[Path]] = typer.Option(None, "--playbooks", help="Extra playbook directory (repeatable); also TRIAGE_PLAYBOOKS."),
+    dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Scan on a Dask cluster (tcp://host:8786)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Prefilter: hyperscan or re2 (default: the fastest installed)."),
+) -> None:
+    """Find what failed first, where and why, and which failures are only its symptoms."""
+    from triage.errors import UsageError
+    from triage.scan import scan
+
+    with handle_errors():
+        if backend not in (None, "hyperscan", "re2"):
+            raise UsageError(f"unknown backend {backend!r}", where="--backend", hint="use hyperscan or re2")
+        progress_cb, finish = _progress(want_progress(json_out))
+        try:
+            result = scan(paths, playbook_dirs=[str(p) for p in playbooks or []], jobs=jobs,
+                          progress=progress_cb, dask_scheduler=dask_scheduler, backend=backend)
+        finally:
+            finish()
+        for w in result.warnings:
+            warn(w)
+        if json_out:
+            print_json(result.to_json())
+        else:
+            render(result)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None, lambda: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    prog = Progress("scanning", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    console=err, transient=True)
+    task = None
+
+    def cb(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            prog.start()
+            task = prog.add_task("scan", total=total or None)
+        prog.update(task, completed=done)
+
+    def finish() -> None:
+        if task is not None:
+            prog.stop()
+
+    return cb, finish
+
+
+def render(result, console=None) -> None:
+    console = console or out
+    st = result.stats
+    nranks = len(result.ranks)
+    console.print(
+        f"Scanned {len(result.inputs)} input(s): {st.lines:,} lines, {st.bytes / 1e6:,.1f} MB "
+        f"in {st.seconds:.2f} s; {nranks} rank(s) seen"
+        + (f", world size {result.world_size}" if result.world_size else "")
+        + (f", last step {result.max_step}" if result.max_step is not None else ""))
+    rc = result.root_cause
+    if rc is None:
+        console.print(Panel("No failure found.", title="Root cause", border_style="green"))
+        return
+    console.print(root_panel(rc))
+    console.print(signature_table(result))
+    if result.hang is not None and getattr(result.hang, "verdict", None) not in (None, "no_hang"):
+        h = result.hang
+        console.print(Text(f"Hang analysis: {h.verdict}; culprits {rank_ranges(h.culprits)}; {safe_text(h.why)}"))
+
+
+def root_panel(rc) -> Panel:
+    from triage.classify.playbook import load_playbooks
+    from triage.errors import PlaybookError
+
+    where = [f"rank {rc.rank}" if rc.rank is not None else "rank unknown"]
+    if rc.host:
+        where.append(f"host {rc.host}")
+    if rc.step is not None:
+        where.append(f"step {rc.step}")
+    if rc.time:
+        where.append(rc.time)
+    body = [
+        Text.assemble((rc.family, "bold red"), "  " + ", ".join(where)),
+        Text(safe_text(rc.message), style="bold"),
+        Text(f"{rc.source.path}:{rc.source.line}", style="cyan"),
+        Text("why: " + safe_text(rc.why), style="dim"),
+    ]
+    rule = None
+    if rc.playbook:
+        try:
+            rule = load_playbooks().get(rc.playbook)
+        except PlaybookError:
+            rule = None
+    if rule is not None:
+        body.append(Text(f"playbook {rule.id}: {rule.title}", style="bold"))
+        for c in rule.causes[:4]:
+            body.append(Text(f"  cause ({c.category}): {c.text}"))
+        for s in rule.next_steps[:5]:
+            body.append(Text(f"  next: {s}", style="green"))
+    return Panel(Group(*body), title="Root cause", border_style="red")
+
+
+def signature_table(result) -> Table:
+    roles = {f.signature: f.role for f in result.failures}
+    t = Table(title="Signatures", show_lines=False, expand=False)
+    for col in ("signature", "role", "family", "count", "ranks", "hosts", "first step", "template"):
+        t.add_column(col, overflow="fold" if col == "template" else "ellipsis",
+                     no_wrap=col != "template")
+    for s in result.signatures:
+        t.add_row(s.id, roles.get(s.id, ""), s.family, str(s.count), rank_ranges(s.ranks, 6),
+                  ", ".join(s.hosts[:3]) + ("…" if len(s.hosts) > 3 else ""),
+                  "" if s.first_step is None else str(s.first_step), safe_text(s.template[:160]))
+    return t

@@ -1,0 +1,195 @@
+"""Inputs: from the paths a user typed to a sorted list of things to read.
+
+Accepted: files, directories (recursive), globs, `.gz` files and `-` for stdin. Inside a
+directory every file is taken except known binary artefacts (checkpoints, images, core files);
+flight-recorder dumps and probe records are listed with their own kind (the scan does not read
+them as text; hang analysis and `triage diverge` do). A file named on the command line is always
+read as text, whatever its name.
+
+Layouts recognised for rank attribution (`rank_hint`):
+    rank_3.log  rank3.out  rank-3.err  worker-3.log  *_3.txt     per-rank files
+    attempt_0/3/stdout.log  attempt_0/3/stderr.log  .../3/error.json   torchrun --log-dir
+Slurm outputs (`slurm-1234.out`, `slurm-1234_5.out`) carry job ids, not ranks: no hint.
+
+Never raises for a damaged tree: a missing path is an `InputError` (the user typed it); an
+unreadable file, a symlink loop or a vanished file is a warning naming the path. Output order is
+deterministic: the user's order, then a natural sort (rank_2 before rank_10) inside directories.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.errors import InputError
+
+KIND_LOG = "log"
+KIND_GZ = "gz"
+KIND_STDIN = "stdin"
+KIND_ERROR_JSON = "error_json"
+KIND_FR_DUMP = "fr_dump"
+KIND_PROBE = "probe"
+
+TEXT_KINDS = (KIND_LOG, KIND_GZ, KIND_STDIN, KIND_ERROR_JSON)
+
+_SKIP_SUFFIXES = {
+    ".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".npy", ".npz", ".png", ".jpg", ".jpeg",
+    ".gif", ".pdf", ".so", ".o", ".a", ".pyc", ".whl", ".zip", ".tar", ".db", ".sqlite",
+    ".db-wal", ".db-shm", ".html", ".svg", ".parquet", ".arrow",
+}
+_RANK_NAME_RES = (
+    re.compile(r"(?:^|[^a-z])rank[_\-.]?(\d{1,7})(?!\d)", re.I),
+    re.compile(r"^(?!slurm)[A-Za-z][\w]*?[-_](\d{1,7})\.(?:log|out|err|txt)(?:\.gz)?$"),
+)
+_TORCHRUN_RE = re.compile(r"(?:^|/)(?:attempt_(\d+)/)?(\d{1,7})/(?:stdout|stderr)\.log(?:\.gz)?$")
+_ERRFILE_RE = re.compile(r"(?:^|/)(?:attempt_(\d+)/)?(\d{1,7})/[^/]*error[^/]*\.json$")
+_NATURAL_RE = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    index: int
+    path: str  # as shown to the user (relative where it was given relative)
+    real: str | None  # filesystem path; None for stdin
+    kind: str
+    size: int
+    rank_hint: int | None = None
+    attempt: int | None = None
+    mtime: float | None = None
+
+
+def natural_key(s: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in _NATURAL_RE.split(s))
+
+
+def rank_hint(path: str) -> tuple[int | None, int | None]:
+    """(rank, attempt) that a file's place in a layout implies, else (None, None)."""
+    p = path.replace(os.sep, "/")
+    m = _TORCHRUN_RE.search(p) or _ERRFILE_RE.search(p)
+    if m:
+        return int(m.group(2)), (int(m.group(1)) if m.group(1) else None)
+    name = p.rsplit("/", 1)[-1]
+    for rx in _RANK_NAME_RES:
+        m = rx.search(name)
+        if m:
+            return int(m.group(1)), None
+    return None, None
+
+
+def _kind_of(path: str, explicit: bool) -> str | None:
+    name = os.path.basename(path).lower()
+    if name.endswith(".gz"):
+        return KIND_GZ
+    if name.endswith(".json") and "error" in name:
+        return KIND_ERROR_JSON
+    if explicit:
+        return KIND_LOG
+    suffix = os.path.splitext(name)[1]
+    if suffix in (".pkl", ".pickle") or "fr_trace" in name or "nccl_trace" in name:
+        return KIND_FR_DUMP
+    if name.endswith(".jsonl") and ("probe" in path.lower()):
+        return KIND_PROBE
+    if suffix in _SKIP_SUFFIXES or name.startswith("core.") or name == "core":
+        return None
+    if name == "triage-run.yaml":
+        return None
+    return KIND_LOG
+
+
+def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
+    """Expand `paths` into input specs. Returns (specs, warnings)."""
+    specs: list[InputSpec] = []
+    warnings: list[str] = []
+    seen_files: set[tuple[int, int]] = set()
+    stdin_used = False
+
+    def add(path: str, explicit: bool) -> None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            warnings.append(f"{path}: cannot read ({exc.strerror or exc}); skipped")
+            return
+        if not stat.S_ISREG(st.st_mode):
+            if explicit:
+                warnings.append(f"{path}: not a regular file; skipped")
+            return
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen_files:
+            return
+        kind = _kind_of(path, explicit)
+        if kind is None:
+            return
+        if not os.access(path, os.R_OK):
+            warnings.append(f"{path}: permission denied; skipped")
+            return
+        seen_files.add(ident)
+        rank, attempt = rank_hint(path)
+        specs.append(InputSpec(len(specs), path, path, kind, st.st_size, rank, attempt, st.st_mtime))
+
+    def walk(root: str) -> None:
+        visited: set[tuple[int, int]] = set()
+        stack = [root]
+        files: list[str] = []
+        while stack:
+            d = stack.pop()
+            try:
+                st = os.stat(d)
+            except OSError as exc:
+                warnings.append(f"{d}: cannot read ({exc.strerror or exc}); skipped")
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in visited:
+                warnings.append(f"{d}: directory symlink loop; not followed again")
+                continue
+            visited.add(ident)
+            try:
+                entries = list(os.scandir(d))
+            except OSError as exc:
+                warnings.append(f"{d}: cannot list ({exc.strerror or exc}); skipped")
+                continue
+            subdirs = []
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=True):
+                        subdirs.append(e.path)
+                    else:
+                        files.append(e.path)
+                except OSError:
+                    files.append(e.path)
+            stack.extend(sorted(subdirs, key=natural_key, reverse=True))
+        for f in sorted(files, key=natural_key):
+            add(f, explicit=False)
+
+    for raw in paths:
+        if raw == "-":
+            if stdin_used:
+                continue
+            stdin_used = True
+            specs.append(InputSpec(len(specs), "<stdin>", None, KIND_STDIN, 0))
+            continue
+        if os.path.isdir(raw):
+            walk(raw)
+        elif os.path.lexists(raw):
+            add(raw, explicit=True)
+        elif any(ch in raw for ch in "*?["):
+            matches = sorted(glob.glob(raw, recursive=True), key=natural_key)
+            if not matches:
+                raise InputError("no file matches this pattern", where=raw,
+                                 hint="check the glob, or quote it so the shell does not expand it")
+            for m in matches:
+                walk(m) if os.path.isdir(m) else add(m, explicit=True)
+        else:
+            raise InputError("no such file or directory", where=raw,
+                             hint="pass log files, directories, globs, .gz files or - for stdin")
+    return specs, warnings
+
+
+def display_path(path: str) -> str:
+    try:
+        return str(Path(path))
+    except (TypeError, ValueError):
+        return path

@@ -1,0 +1,107 @@
+"""Launcher prefixes: which rank (and host) a console line belongs to.
+
+Distributed launchers tag every line of an interleaved console with its origin:
+
+    [rank3]: ...                 torch (TORCH_LOGS / c10d error prefixes)
+    [default3]: ...              torchrun --tee  ([<role><local_rank>]:)
+    3: ...                       srun -l / --label (right-aligned task id)
+    [1,3]<stderr>: ...           mpirun --tag-output ([jobid,rank]<stream>:)
+    node-7: [rank3]: ...         pdsh/clush host prefix in front of one of the above
+    > [rank3]: ...               the same line quoted in a chat or an issue tracker
+
+`split_prefix` peels these off one line and returns (rank, host, offset of the message). It
+never raises, whatever the text, and returns the whole line (offset 0, rank None) when no prefix
+is recognised. `find_record_starts` finds further bracketed prefixes *inside* a line, where
+copies through terminals flattened several records onto one line or spliced two ranks' output.
+
+Limits: `[default3]` carries the *local* rank; on a single node it is the global one, on many
+nodes it is not, and nothing in the line says which. A bare `3: ` is only taken as an srun label
+at the very start of a line, followed by a space, with at most 6 digits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+# One bracketed origin tag. Group "rank" is the rank number.
+_BRACKET = (
+    r"\[(?:rank|Rank|RANK)\s?(?P<r1>\d{1,7})\]:"  # [rank3]:
+    r"|\[(?P<role>[A-Za-z_][A-Za-z0-9_-]{0,31}?)(?P<r2>\d{1,7})\]:"  # [default3]: / [trainer3]:
+    r"|\[\d{1,9},(?P<r3>\d{1,7})\]<(?:stdout|stderr)>:"  # [1,3]<stderr>:
+)
+_LEAD_RE = re.compile(
+    r"(?:>[ \t]?)*[ \t]*"  # quote markers, indentation
+    r"(?:(?P<host>[A-Za-z][A-Za-z0-9_.-]{0,62}):[ \t]+(?=\[|\d{1,6}:[ \t]))?"  # host: before a tag
+    r"(?:" + _BRACKET + r"|(?P<r4>\d{1,6}):(?=[ \t]))"
+)
+_INNER_RE = re.compile(_BRACKET)
+_QUOTE_RE = re.compile(r"(?:>[ \t]?)+")
+
+
+@dataclass(frozen=True)
+class Prefix:
+    rank: int | None
+    host: str | None
+    offset: int  # where the message starts in the line
+    tag: str  # the prefix text as it appears (used to find the same rank's earlier lines)
+
+
+NO_PREFIX = Prefix(None, None, 0, "")
+
+
+def strip_ansi(text: str) -> str:
+    if "\x1b" not in text:
+        return text
+    return ANSI_RE.sub("", text)
+
+
+def _rank_of(m: re.Match) -> int | None:
+    for g in ("r1", "r2", "r3", "r4"):
+        v = m.group(g)
+        if v is not None:
+            return int(v)
+    return None
+
+
+def split_prefix(line: str) -> Prefix:
+    """Peel launcher prefixes off one line (ANSI codes already stripped)."""
+    m = _LEAD_RE.match(line)
+    if m is None:
+        q = _QUOTE_RE.match(line)
+        return Prefix(None, None, q.end(), "") if q else NO_PREFIX
+    rank = _rank_of(m)
+    end = m.end()
+    # torchrun --tee in front of torch's own [rankN]: prefix: "[default3]:[rank3]: ..."
+    m2 = _INNER_RE.match(line, end)
+    if m2 is not None:
+        inner = _rank_of(m2)
+        if m.group("r2") is not None and inner is not None:
+            rank = inner  # [rankN] is the global rank; [defaultN] only the local one
+        end = m2.end()
+    tag_start = m.start("host") if m.group("host") else _tag_start(m)
+    tag = line[tag_start:m.end()]
+    if end < len(line) and line[end] == " ":
+        end += 1
+    return Prefix(rank, m.group("host"), end, tag)
+
+
+def _tag_start(m: re.Match) -> int:
+    for g in ("r1", "r2", "r3", "r4"):
+        if m.group(g) is not None:
+            # walk back to the opening bracket (or the digits for srun labels)
+            s = m.start(g)
+            text = m.string
+            while s > m.start() and text[s - 1] not in "[ \t>":
+                s -= 1
+            if s > m.start() and text[s - 1] == "[":
+                s -= 1
+            return s
+    return m.start()
+
+
+def find_record_starts(line: str, start: int = 1) -> list[int]:
+    """Offsets (after `start`) where another bracketed rank tag begins inside the line."""
+    return [m.start() for m in _INNER_RE.finditer(line, start)]

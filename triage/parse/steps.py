@@ -1,0 +1,39 @@
+"""Training-step lines: which step a rank had reached.
+
+Recognised trainer formats (searched anywhere in the message):
+
+    iteration      100/  500000 | ...          Megatron-LM
+    step=100, skipped=0, lr=...                 DeepSpeed (also global_step=100)
+    step 100 | loss 2.31 / Step: 100 / [step 100]   generic trainers, torchtitan
+    iter 100 / iteration 100                    generic
+    45/100 [00:10<00:12, 4.5it/s, loss=2.3]     tqdm bars (HF Trainer, Lightning)
+
+`STEP_PREFILTER` are the same shapes as plain patterns for the scanner's multi-pattern
+prefilter (no groups, RE2/Hyperscan syntax); `parse_step(text)` does the exact parse. The
+prefilter is a superset: a candidate that `parse_step` rejects costs one regex call.
+"""
+
+from __future__ import annotations
+
+import re
+
+_STEP_RES = (
+    re.compile(r"\biteration\s+(\d{1,12})\s*/\s*\d+"),
+    re.compile(r"\b(?:global_step|step|Step|STEP|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b"),
+    re.compile(r"(?:^|[\s|])(\d{1,12})/\d{1,12} \[\d"),
+)
+
+STEP_PREFILTER: tuple[str, ...] = (
+    r"iteration\s+[0-9]+\s*/",
+    r"(?:global_step|[Ss]tep|STEP|iter|[Ii]teration)\s*(?:[=:]\s*|\s+)[0-9]",
+    r"[0-9]/[0-9]+ \[[0-9]",
+)
+
+
+def parse_step(text: str) -> int | None:
+    """The training step a line reports, or None."""
+    for rx in _STEP_RES:
+        m = rx.search(text)
+        if m is not None:
+            return int(m.group(1))
+    return None

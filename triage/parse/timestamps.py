@@ -1,0 +1,107 @@
+"""Timestamps in the formats training logs use, to ISO 8601 and a sortable key.
+
+Recognised (searched near the start of the message, after the launcher prefix):
+
+    2026-11-23T01:02:03.456Z / +00:00     ISO 8601
+    2026-11-23 01:02:03,456               Python logging (asctime)
+    2026-11-23_01:02:03                   torch elastic failure summaries
+    [2026-11-23 01:02:03.456]             bracketed (DeepSpeed, many trainers)
+    E1123 01:02:03.456789 1234 file.cc:1] glog (no year)
+    [I1123 01:02:03.456789123 File.cpp:1] torch C++ (no year, nanoseconds)
+    Nov 23 01:02:03                       syslog / kernel (no year)
+
+`parse_timestamp(text)` returns `Stamp(iso, key, end)` or None. `key` is seconds since the epoch
+with naive times read as UTC: good for ordering events of one run, which is all it is used for.
+Formats without a year take `default_year` (the caller passes the year of a dated line seen in the
+same input, else of the file's modification time). `end` is where the stamp ends, so callers can
+strip it from a message. Never raises.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+
+_MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+
+_ISO_RE = re.compile(
+    r"\[?(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[T _](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:[.,](?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d{2}:?\d{2})?\]?"
+)
+_GLOG_RE = re.compile(
+    r"\[?(?P<lvl>[IWEF])(?P<mo>\d{2})(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<frac>\d{1,9}))?"
+)
+_SYSLOG_RE = re.compile(
+    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<d>\d{1,2}) "
+    r"(?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+)
+_SEARCH_SPAN = 48  # a stamp must start within this many characters of the message start
+
+
+@dataclass(frozen=True)
+class Stamp:
+    iso: str
+    key: float
+    end: int
+    has_year: bool = True
+
+
+def _valid(y: int, mo: int, d: int, h: int, mi: int, s: int) -> bool:
+    if not (1 <= mo <= 12 and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 60):
+        return False
+    if not (1970 <= y <= 2999):
+        return False
+    return 1 <= d <= calendar.monthrange(y, mo)[1]
+
+
+def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
+           tz: str | None, end: int, has_year: bool) -> Stamp | None:
+    if not _valid(y, mo, d, h, mi, min(s, 59)):
+        return None
+    s = min(s, 59)
+    iso = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+    fsec = 0.0
+    if frac:
+        frac6 = (frac + "000000")[:6]
+        iso += "." + frac6
+        fsec = int(frac6) / 1e6
+    key = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + fsec
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+        key -= offset
+        iso += f"{tz[0]}{digits[:2]}:{digits[2:]}"
+    elif tz == "Z":
+        iso += "Z"
+    return Stamp(iso, key, end, has_year)
+
+
+def parse_timestamp(text: str, default_year: int = 1970) -> Stamp | None:
+    """The first timestamp near the start of `text`, or None."""
+    head = text[: _SEARCH_SPAN + 40]
+    m = _ISO_RE.search(head, 0, len(head))
+    if m is not None and m.start() <= _SEARCH_SPAN:
+        g = m.groupdict()
+        st = _build(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
+                    int(g["s"]), g["frac"], g["tz"], m.end(), True)
+        if st is not None:
+            return st
+    m = _GLOG_RE.search(head)
+    if m is not None and m.start() <= _SEARCH_SPAN:
+        g = m.groupdict()
+        st = _build(default_year, int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
+                    int(g["s"]), g["frac"], None, m.end(), False)
+        if st is not None:
+            return st
+    m = _SYSLOG_RE.search(head)
+    if m is not None and m.start() <= _SEARCH_SPAN:
+        g = m.groupdict()
+        st = _build(default_year, _MONTHS[g["mon"].lower()], int(g["d"]), int(g["h"]),
+                    int(g["mi"]), int(g["s"]), None, None, m.end(), False)
+        if st is not None:
+            return st
+    return None

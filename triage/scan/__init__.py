@@ -1,0 +1,214 @@
+"""`scan(paths)`: from a pile of training logs to classified failures and the root cause.
+
+Stages: discover inputs (triage.ingest) -> plan pieces -> scan pieces (triage.scan.worker, in
+this process, in worker processes, or on a Dask cluster) -> merge (triage.scan.merge) ->
+root cause (triage.classify.roles, with triage.analyze.hang for silent hangs).
+
+Parallelism: files in parallel, and one large plain file split at line boundaries into pieces
+of at least SPLIT_MIN bytes. Small files are batched into units so that 100,000 per-rank files
+cost one task per batch, not one per file. `--jobs 1`, `--jobs N` and Dask give identical
+results: pieces are merged in (input, offset) order whatever order they finish in, and every
+lookback a piece needs is read from the file, not from another piece's memory.
+
+Memory: each worker holds one chunk buffer (8 MiB), a lookback window and its aggregated
+occurrences; nothing grows with input size except the number of distinct (signature, rank) pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from triage.classify.playbook import Playbook, load_playbooks
+from triage.errors import InputError, UsageError
+from triage.ingest.discover import KIND_STDIN, TEXT_KINDS, InputSpec, discover
+from triage.records import ScanResult
+from triage.scan.engine import Engine
+from triage.scan.merge import merge
+from triage.scan.worker import Piece, PieceResult, scan_piece
+
+SPLIT_MIN = 64 << 20  # a plain file is split only into pieces at least this large
+UNIT_BYTES = 32 << 20  # small files are batched into units of about this many bytes
+UNIT_FILES = 4096
+SERIAL_BELOW = 24 << 20  # below this total, processes cost more than they save
+
+_ENGINE: Engine | None = None  # the engine of this process (inherited by forked workers)
+_ENGINE_KEY: Any = None
+
+
+@dataclass(frozen=True)
+class Unit:
+    pieces: tuple[Piece, ...]
+    nbytes: int
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
+    units: list[Unit] = []
+    batch: list[Piece] = []
+    batch_bytes = 0
+    for spec in specs:
+        size = spec.size
+        if spec.kind == "log" and jobs > 1 and size >= 2 * SPLIT_MIN:
+            n = min(max(jobs, size // (256 << 20)), size // SPLIT_MIN)
+            step = size // n
+            for k in range(n):
+                start = k * step
+                end = None if k == n - 1 else (k + 1) * step
+                units.append(Unit((Piece(spec, start, end),), (end or size) - start))
+            continue
+        if size >= UNIT_BYTES:
+            units.append(Unit((Piece(spec),), size))
+            continue
+        batch.append(Piece(spec))
+        batch_bytes += size
+        if batch_bytes >= UNIT_BYTES or len(batch) >= UNIT_FILES:
+            units.append(Unit(tuple(batch), batch_bytes))
+            batch, batch_bytes = [], 0
+    if batch:
+        units.append(Unit(tuple(batch), batch_bytes))
+    return units
+
+
+def _run_unit(unit: Unit) -> list[PieceResult]:
+    assert _ENGINE is not None
+    return [scan_piece(_ENGINE, p) for p in unit.pieces]
+
+
+def _dask_unit(unit: Unit, playbook_dirs: tuple[str, ...], backend: str | None) -> list[PieceResult]:
+    """Entry point on a Dask worker: build (once per process) the engine, scan one unit."""
+    global _ENGINE, _ENGINE_KEY
+    key = (playbook_dirs, backend)
+    if _ENGINE is None or _ENGINE_KEY != key:
+        _ENGINE = Engine.build(load_playbooks(list(playbook_dirs)), backend)
+        _ENGINE_KEY = key
+    return _run_unit(unit)
+
+
+def _hang_hook(occs, *, ranks, world_size, hosts, path_of, exits):
+    """Ask the hang analysis who the silent rank is (collective timeouts only)."""
+    try:
+        from triage.analyze.hang import CollectiveObs, analyze
+        from triage.parse.collectives import observe_line_all
+    except ImportError:  # pragma: no cover - the hang module ships with triage
+        return None
+    from triage.records import SourceRef
+
+    obs = []
+    for o in occs:
+        src = SourceRef(path_of[o.input_index], o.line_rel)
+        msg = o.message
+        found = observe_line_all(_strip(msg), rank=o.rank, source=src, host=o.host)
+        if not found and o.rank is not None and o.family in ("collective_timeout", "comm_error",
+                                                               "collective_mismatch"):
+            found = [CollectiveObs(rank=o.rank, pg=o.fields.get("pg"),
+                                   seq=int(o.fields["seq"]) if o.fields.get("seq", "").isdigit() else None,
+                                   op=o.fields.get("op"), shape=None, state="timed_out",
+                                   source=src, host=o.host)]
+        obs.extend(found)
+    if not obs:
+        return None
+    return analyze(obs, world_size=world_size, known_ranks=ranks, hosts=hosts)
+
+
+def _strip(message: str) -> str:
+    from triage.parse.prefix import split_prefix
+
+    return message[split_prefix(message).offset:]
+
+
+def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None,
+         playbook_dirs: Sequence[str] = (), jobs: int | None = None,
+         progress: Callable[[int, int], None] | None = None, dask_scheduler: str | None = None,
+         backend: str | None = None) -> ScanResult:
+    """Scan logs and return the classified failures and the root cause.
+
+    `progress(done_bytes, total_bytes)` is called as work completes (from this process).
+    """
+    global _ENGINE, _ENGINE_KEY
+    t0 = time.perf_counter()
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1", where="--jobs")
+    specs, warnings = discover([os.fspath(p) for p in paths])
+    text_specs = [s for s in specs if s.kind in TEXT_KINDS]
+    if not text_specs:
+        raise InputError("no log files to scan", where=", ".join(map(str, paths))[:200],
+                         hint="pass log files, a run directory, a glob, .gz files or - for stdin")
+    if playbook is None:
+        playbook = load_playbooks(list(playbook_dirs))
+    key = (tuple(playbook_dirs), backend, id(playbook))
+    if _ENGINE is None or _ENGINE_KEY != key:
+        _ENGINE = Engine.build(playbook, backend)
+        _ENGINE_KEY = key
+    jobs = jobs or default_jobs()
+    total = sum(s.size for s in text_specs)
+    stdin_specs = [s for s in text_specs if s.kind == KIND_STDIN]
+    file_specs = [s for s in text_specs if s.kind != KIND_STDIN]
+    units = plan(file_specs, jobs)
+    results: list[PieceResult] = []
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    for s in stdin_specs:  # stdin is read here, never in a worker
+        results.append(scan_piece(_ENGINE, Piece(s), tick))
+    if dask_scheduler:
+        results.extend(_scan_dask(units, dask_scheduler, tuple(playbook_dirs), backend, tick))
+    elif jobs == 1 or len(units) <= 1 or total < SERIAL_BELOW:
+        for u in units:
+            for p in u.pieces:
+                results.append(scan_piece(_ENGINE, p, tick))
+    else:
+        results.extend(_scan_pool(units, jobs, tick))
+    return merge(specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
+                 hang=_hang_hook)
+
+
+def _scan_pool(units: list[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out: list[PieceResult] = []
+    # Biggest units first, so that one large file does not start last.
+    order = sorted(range(len(units)), key=lambda i: -units[i].nbytes)
+    with ctx.Pool(processes=min(jobs, len(units))) as pool:
+        for i, res in zip(order, pool.imap(_run_unit, [units[i] for i in order])):
+            out.extend(res)
+            tick(units[i].nbytes)
+    return out
+
+
+def _scan_dask(units: list[Unit], address: str, playbook_dirs: tuple[str, ...],
+               backend: str | None, tick: Callable[[int], None]) -> list[PieceResult]:
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise UsageError("--dask-scheduler needs dask.distributed",
+                         hint="pip install 'dask[distributed]'") from exc
+    try:
+        client = Client(address, timeout="20s")
+    except Exception as exc:
+        raise UsageError(f"cannot reach the Dask scheduler ({exc})", where=address,
+                         hint="check the address (tcp://host:8786) and that the scheduler runs") from exc
+    out: list[PieceResult] = []
+    try:
+        futures = client.map(_dask_unit, units, playbook_dirs=playbook_dirs, backend=backend,
+                             pure=False)
+        for unit, fut in zip(units, futures):
+            out.extend(fut.result())
+            tick(unit.nbytes)
+    finally:
+        client.close()
+    return out

@@ -1,0 +1,164 @@
+"""Merge piece results into one ScanResult: line numbers, steps, hosts, signatures, root cause.
+
+Pieces arrive in any order (from processes or a Dask cluster); the merge sorts them by (input,
+byte offset), so the result does not depend on how the work was split or scheduled.
+
+Step at failure (DESIGN.md: the step the error states, else the last step that rank reported
+before it), resolved in this order: the line's own step; the rank's last step earlier in the same
+input (this piece, then earlier pieces); the last step any rank reported earlier in that input
+(consoles where only rank 0 prints steps); the rank's last step anywhere (per-rank stdout/stderr
+pairs); else unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from triage.classify.roles import choose_root, role_of
+from triage.ingest.discover import InputSpec
+from triage.records import (Failure, InputInfo, Occurrence, RankState, Role, ScanResult,
+                            ScanStats, SignatureSummary, SourceRef)
+from triage.scan.worker import Occ, PieceResult
+
+
+def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds: float,
+          warnings: Sequence[str] = (), hang: Callable[..., Any] | None = None) -> ScanResult:
+    results = sorted(results, key=lambda r: (r.input_index, r.start))
+    by_input: dict[int, list[PieceResult]] = {}
+    for r in results:
+        by_input.setdefault(r.input_index, []).append(r)
+
+    rank_last: dict[int, int] = {}
+    hosts: dict[int, str] = {}
+    exits: dict[int, tuple[int, bool]] = {}
+    ranks_seen: set[int] = set()
+    world = None
+    max_step = None
+    all_warnings = list(warnings)
+    merged: dict[tuple, Occ] = {}
+    inputs: list[InputInfo] = []
+    lines_total = bytes_total = 0
+
+    for spec in specs:
+        pieces = by_input.get(spec.index, [])
+        line_base = 0
+        rank_state: dict[int, int] = {}
+        any_state: int | None = None
+        nbytes = 0
+        for piece in pieces:
+            for occ in piece.occs.values():
+                occ.line_rel += line_base
+                if not occ.step_from_line:
+                    if occ.step is None and occ.rank is not None:
+                        occ.step = rank_state.get(occ.rank)
+                    if occ.step is None:
+                        occ.step = occ.global_step if occ.global_step is not None else any_state
+            line_base += piece.lines
+            nbytes += piece.bytes
+            rank_state.update(piece.rank_steps)
+            if piece.global_step is not None:
+                any_state = piece.global_step
+            for rk, st in piece.rank_steps.items():
+                rank_last[rk] = st if rk not in rank_last else max(rank_last[rk], st)
+            for rk, h in piece.hosts.items():
+                hosts.setdefault(rk, h)
+            for rk, ex in piece.exits.items():
+                exits.setdefault(rk, ex)
+            ranks_seen |= piece.ranks
+            if piece.world_size is not None:
+                world = max(world or 0, piece.world_size)
+            if piece.max_step is not None:
+                max_step = piece.max_step if max_step is None else max(max_step, piece.max_step)
+            all_warnings.extend(piece.warnings)
+            for key, occ in piece.occs.items():
+                prev = merged.get(key)
+                if prev is None:
+                    merged[key] = occ
+                else:
+                    first, later = (prev, occ) if (prev.input_index, prev.offset) <= (occ.input_index, occ.offset) else (occ, prev)
+                    first.count += later.count
+                    merged[key] = first
+        size = spec.size if spec.size else nbytes
+        inputs.append(InputInfo(spec.path, size, line_base))
+        lines_total += line_base
+        bytes_total += size
+
+    occs = list(merged.values())
+    for o in occs:
+        if o.step is None and o.rank is not None:
+            o.step = rank_last.get(o.rank)
+        if o.host is None and o.rank is not None:
+            o.host = hosts.get(o.rank)
+        if o.rank is not None:
+            ranks_seen.add(o.rank)
+    occs.sort(key=_first_key(occs))
+    path_of = {s.index: s.path for s in specs}
+
+    def hang_analysis():
+        if hang is None:
+            return None
+        return hang(occs, ranks=sorted(ranks_seen), world_size=world, hosts=hosts,
+                    path_of=path_of, exits=exits)
+
+    verdict = choose_root(occs, hang_analysis=hang_analysis)
+
+    def failure(o: Occ, role: str, why: str, family: str | None = None, rank=...) -> Failure:
+        rk = o.rank if rank is ... else rank
+        return Failure(
+            family=family or o.family, rank=rk, host=o.host if rk == o.rank else hosts.get(rk),
+            step=o.step if rk == o.rank else rank_last.get(rk, o.step), time=o.time,
+            message=o.message, source=SourceRef(path_of[o.input_index], o.line_rel), role=role,
+            signature=o.sig, playbook=o.rule, why=why, fields=dict(o.fields), frames=o.frames)
+
+    root_failure = None
+    if verdict.root is not None:
+        root_failure = failure(verdict.root, Role.ROOT.value, verdict.why, verdict.root_family,
+                               verdict.root_rank)
+
+    # Per signature: count, ranks, hosts, first step, and its representative (first) occurrence.
+    sigs: dict[str, dict] = {}
+    for o in occs:
+        s = sigs.get(o.sig)
+        if s is None:
+            s = sigs[o.sig] = {"first": o, "count": 0, "ranks": set(), "hosts": set(), "steps": []}
+        s["count"] += o.count
+        if o.rank is not None:
+            s["ranks"].add(o.rank)
+        if o.host:
+            s["hosts"].add(o.host)
+        if o.step is not None:
+            s["steps"].append(o.step)
+    failures: list[Failure] = []
+    for sig, s in sigs.items():
+        rep = s["first"]
+        if verdict.root is not None and sig == verdict.root.sig:
+            failures.append(root_failure)
+            continue
+        role, why = role_of(rep, verdict)
+        failures.append(failure(rep, role, why))
+    summaries = tuple(
+        SignatureSummary(
+            id=sig, family=s["first"].family, template=s["first"].template, count=s["count"],
+            ranks=tuple(sorted(s["ranks"])), hosts=tuple(sorted(s["hosts"])),
+            first_step=min(s["steps"]) if s["steps"] else None, playbook=s["first"].rule)
+        for sig, s in sigs.items())
+    occurrences = tuple(
+        Occurrence(o.sig, o.rank, o.host, o.step, o.time,
+                   SourceRef(path_of[o.input_index], o.line_rel), o.message, o.count)
+        for o in occs)
+    ranks = tuple(
+        RankState(r, hosts.get(r), rank_last.get(r), exits.get(r, (None, False))[0])
+        for r in sorted(ranks_seen))
+    return ScanResult(
+        inputs=tuple(inputs), root_cause=root_failure, failures=tuple(failures),
+        signatures=summaries, stats=ScanStats(lines_total, bytes_total, seconds), ranks=ranks,
+        world_size=world, max_step=max_step, warnings=tuple(all_warnings), hang=verdict.hang,
+        occurrences=occurrences)
+
+
+def _first_key(occs: Sequence[Occ]):
+    """Order of first occurrence: by time when every failure has one, else by position."""
+    if occs and all(o.time_key is not None for o in occs):
+        return lambda o: (o.time_key, o.input_index, o.offset)
+    return lambda o: (o.input_index, o.offset)

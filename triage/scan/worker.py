@@ -1,0 +1,485 @@
+"""Scan one piece of input: a whole file, a stream, or a byte range of a large plain file.
+
+A worker reads its piece in big chunks into one reused buffer, asks the engine for prefilter
+hits, and turns only the hit lines into observations:
+
+- step lines update the rank's last step (and the rank-less "global" step);
+- elastic exit records give rank, host and exit code;
+- lines a playbook rule classifies become occurrences, aggregated by (signature, rank): the first
+  one keeps its message, source line, time, step and traceback; later ones only count.
+
+Determinism: everything a hit needs from earlier text (its traceback, a timestamp of an earlier
+line of the same rank, the fields of an elastic block) is read from a fixed window of HISTORY bytes
+before the hit line, taken from the file itself when the window reaches before the piece. So a
+file split into pieces gives the same answers as one piece. What a piece cannot know (the last
+step a rank printed before the piece began) is reported as unresolved and filled in by the merge.
+
+Bounds: memory is the chunk buffer, the history window and the aggregated occurrences; a line
+longer than LONG_LINE is cut to a WINDOW around the hit (the message says so with "…").
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import time as _time
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
+
+from triage.classify.signature import signature_id, template
+from triage.ingest.discover import KIND_ERROR_JSON, KIND_GZ, KIND_STDIN, InputSpec
+from triage.parse.elastic import parse_block, parse_error_file
+from triage.parse.prefix import find_record_starts, split_prefix, strip_ansi
+from triage.parse.runinfo import parse_world_size
+from triage.parse.steps import parse_step
+from triage.parse.timestamps import parse_timestamp
+from triage.parse.traceback import chained_before, frames_backward, frames_from_callstack
+from triage.scan.engine import KIND_EXIT, KIND_RULE, KIND_STEP, KIND_WORLD, Engine, looks_like_exception
+
+try:
+    from isal import igzip as _fast_gzip  # type: ignore
+except Exception:  # pragma: no cover - optional
+    _fast_gzip = None
+
+CHUNK_SIZE = 8 << 20
+HISTORY = 256 << 10
+LONG_LINE = 64 << 10
+WINDOW = 4096
+BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
+ERROR_FILE_MAX = 16 << 20
+
+
+@dataclass(slots=True)
+class Occ:
+    """The first occurrence of one (signature, rank) in one piece, plus a count."""
+
+    sig: str
+    family: str
+    rule: str | None
+    rule_role: str
+    template: str
+    rank: int | None
+    host: str | None
+    step: int | None  # stated by the line, or the rank's last step within this piece
+    step_from_line: bool
+    global_step: int | None  # the last step any rank reported before it, within this piece
+    time: str | None
+    time_key: float | None
+    input_index: int
+    offset: int  # byte offset of the line in the (decompressed) input
+    line_rel: int  # 1-based line number within the piece
+    message: str
+    fields: dict
+    frames: tuple
+    chained: bool
+    exit_code: int | None = None
+    elastic_root: bool = False
+    count: int = 1
+
+
+@dataclass
+class PieceResult:
+    input_index: int
+    start: int
+    lines: int = 0
+    bytes: int = 0
+    occs: dict = field(default_factory=dict)  # key -> Occ
+    rank_steps: dict = field(default_factory=dict)  # rank -> last step at piece end
+    global_step: int | None = None
+    max_step: int | None = None
+    hosts: dict = field(default_factory=dict)  # rank -> host
+    exits: dict = field(default_factory=dict)  # rank -> (exit_code, elastic_root)
+    ranks: set = field(default_factory=set)
+    world_size: int | None = None
+    warnings: list = field(default_factory=list)
+    candidates: int = 0
+
+
+@dataclass(frozen=True)
+class Piece:
+    spec: InputSpec
+    start: int = 0
+    end: int | None = None  # None: to the end of the input
+
+
+def _open(spec: InputSpec) -> BinaryIO:
+    if spec.kind == KIND_STDIN:
+        return sys.stdin.buffer
+    if spec.kind == KIND_GZ:
+        raw = open(spec.real, "rb")
+        if _fast_gzip is not None:
+            return _fast_gzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return open(spec.real, "rb", buffering=0)
+
+
+def _year_of(spec: InputSpec) -> int:
+    t = spec.mtime if spec.mtime else _time.time()
+    return _time.gmtime(t).tm_year
+
+
+class _Scanner:
+    """State of one piece while it is read."""
+
+    def __init__(self, engine: Engine, piece: Piece, progress: Callable[[int], None] | None):
+        self.engine = engine
+        self.piece = piece
+        self.spec = piece.spec
+        self.res = PieceResult(piece.spec.index, piece.start)
+        self.rank_steps: dict = {}
+        self.global_step: int | None = None
+        self.default_year = _year_of(piece.spec)
+        self.progress = progress
+        self.rules = engine.playbook.rules
+        if self.spec.rank_hint is not None:
+            self.res.ranks.add(self.spec.rank_hint)
+
+    # ----------------------------------------------------------------------------------------
+    def run(self) -> PieceResult:
+        spec = self.spec
+        if spec.kind == KIND_ERROR_JSON and self._error_file():
+            return self.res
+        try:
+            f = _open(spec)
+        except OSError as exc:
+            self.res.warnings.append(f"{spec.path}: cannot open ({exc.strerror or exc}); skipped")
+            return self.res
+        try:
+            self._read(f)
+        except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+            what = "truncated or corrupt compressed data" if spec.kind == KIND_GZ else str(exc)
+            self.res.warnings.append(
+                f"{spec.path}: {what}; scanned the {self.res.bytes:,} bytes before it")
+        except Exception as exc:  # zlib.error and friends from the gzip readers
+            self.res.warnings.append(
+                f"{spec.path}: read failed ({type(exc).__name__}: {exc}); scanned the "
+                f"{self.res.bytes:,} bytes before it")
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+        self.res.rank_steps = self.rank_steps
+        self.res.global_step = self.global_step
+        return self.res
+
+    def _read(self, f: BinaryIO) -> None:
+        piece = self.piece
+        buf = bytearray(CHUNK_SIZE)
+        mv = memoryview(buf)
+        history = b""
+        pos = piece.start  # absolute offset of buf[0]
+        if piece.start > 0:
+            # This piece owns the lines that *begin* in [start, end): skip the rest of a line
+            # that began before `start`, and keep the bytes before it as lookback history.
+            hs = max(0, piece.start - HISTORY)
+            f.seek(hs)
+            history = f.read(piece.start - hs)
+            if not history.endswith(b"\n"):
+                skipped = 0
+                while True:
+                    part = f.read(65536)
+                    if not part:
+                        break
+                    nl = part.find(b"\n")
+                    if nl >= 0:
+                        skipped += nl + 1
+                        history = (history + part[: nl + 1])[-HISTORY:]
+                        break
+                    skipped += len(part)
+                    history = (history + part)[-HISTORY:]
+                pos = piece.start + skipped
+            f.seek(pos)
+        limit = piece.end
+        keep = 0  # bytes of an unfinished line carried at the front of buf
+        line_no = 0
+        ends_with_nl = True
+        while True:
+            if limit is not None and pos >= limit:
+                break
+            n_new = f.readinto(mv[keep:]) or 0
+            n = keep + n_new
+            if n == 0:
+                break
+            eof = n_new == 0
+            done = False
+            n_proc = -1
+            if limit is not None and pos + n > limit:
+                nl = buf.find(b"\n", max(limit - 1 - pos, 0), n)
+                if nl >= 0:
+                    n_proc, done = nl + 1, True
+            if n_proc < 0:
+                if eof:
+                    n_proc = n
+                else:
+                    last_nl = buf.rfind(b"\n", 0, n)
+                    if last_nl >= 0:
+                        n_proc = last_nl + 1
+                    elif n == CHUNK_SIZE:
+                        n_proc = n  # one enormous line: scanned a chunk at a time
+                    else:
+                        keep = n  # a short read (pipe): wait for the rest of the line
+                        continue
+            self._chunk(buf, n_proc, pos, history, line_no)
+            line_no += buf.count(b"\n", 0, n_proc)
+            ends_with_nl = buf[n_proc - 1] == 0x0A
+            self.res.bytes += n_proc
+            self._tick(n_proc)
+            if not done and not eof:
+                history = (history + bytes(mv[max(0, n_proc - HISTORY):n_proc]))[-HISTORY:]
+                rest = n - n_proc
+                if rest:
+                    buf[0:rest] = buf[n_proc:n]
+                keep = rest
+                pos += n_proc
+            else:
+                break
+        self.res.lines = line_no + (0 if ends_with_nl or self.res.bytes == 0 else 1)
+
+    def _tick(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress(n)
+
+    # ----------------------------------------------------------------------------------------
+    def _chunk(self, buf: bytearray, n: int, base: int, history: bytes, line_base: int) -> None:
+        hits = self.engine.hits(buf, n)
+        if not hits:
+            return
+        kinds = self.engine.pattern_kind
+        owners = self.engine.pattern_owner
+        counted_to = 0
+        line_no = line_base
+        i = 0
+        nh = len(hits)
+        while i < nh:
+            end, pid = hits[i]
+            p = max(end - 1, 0)
+            if p < n and buf[p] == 0x0A and p > 0:
+                p -= 1
+            ls = buf.rfind(b"\n", 0, p + 1) + 1
+            le = buf.find(b"\n", p + 1, n)
+            if le < 0:
+                le = n
+            ids = {pid}
+            i += 1
+            while i < nh and hits[i][0] <= le + 1:
+                ids.add(hits[i][1])
+                i += 1
+            if ls == le:
+                continue
+            line_no += buf.count(b"\n", counted_to, ls)
+            counted_to = ls
+            rule_idx = sorted({owners[x] for x in ids if kinds[x] == KIND_RULE},
+                              key=lambda r: (-self.rules[r].priority, r))
+            want = {kinds[x] for x in ids}
+            self.res.candidates += 1
+            self._line(buf, ls, le, p, base, history, line_no + 1, rule_idx, want)
+
+    def _line(self, buf, ls, le, hit_pos, base, history, line_no, rule_idx, want) -> None:
+        cut = False
+        if le - ls > LONG_LINE:
+            a = max(ls, hit_pos - WINDOW)
+            b = min(le, hit_pos + WINDOW)
+            head = bytes(buf[ls:min(le, ls + 256)])
+            raw = bytes(buf[a:b])
+            cut = True
+        else:
+            head = None
+            raw = bytes(buf[ls:le])
+        text = strip_ansi(raw.decode("utf-8", "replace"))
+        if cut:
+            text = "…" + text + "…"
+        records: list[str] = []
+        for seg in text.split("\r"):
+            if not seg.strip():
+                continue
+            starts = [0] + find_record_starts(seg, 1)
+            for j, s in enumerate(starts):
+                e = starts[j + 1] if j + 1 < len(starts) else len(seg)
+                records.append(seg[s:e])
+        if cut and head is not None:
+            pfx_head = split_prefix(strip_ansi(head.decode("utf-8", "replace")))
+        else:
+            pfx_head = None
+        for rec in records:
+            pfx = split_prefix(rec)
+            if pfx.rank is None and pfx_head is not None and pfx_head.rank is not None:
+                pfx = pfx_head.__class__(pfx_head.rank, pfx_head.host, pfx.offset, pfx_head.tag)
+            msg = rec[pfx.offset:]
+            rank = pfx.rank if pfx.rank is not None else self.spec.rank_hint
+            if rank is not None:
+                self.res.ranks.add(rank)
+            if pfx.host and rank is not None:
+                self.res.hosts.setdefault(rank, pfx.host)
+            if KIND_STEP in want:
+                st = parse_step(msg)
+                if st is not None:
+                    self.global_step = st  # the last step any rank reported
+                    if rank is not None:
+                        self.rank_steps[rank] = st
+                    if self.res.max_step is None or st > self.res.max_step:
+                        self.res.max_step = st
+            if KIND_WORLD in want:
+                ws = parse_world_size(msg)
+                if ws is not None and (self.res.world_size is None or ws > self.res.world_size):
+                    self.res.world_size = ws
+            exit_rec = None
+            if KIND_EXIT in want:
+                exit_rec = self._exit_block(msg, buf, ls, history, pfx.tag)
+                if exit_rec is not None and exit_rec.rank is not None:
+                    self.res.ranks.add(exit_rec.rank)
+                    self.res.exits.setdefault(exit_rec.rank, (exit_rec.exit_code, exit_rec.root_cause))
+                    if exit_rec.host:
+                        self.res.hosts.setdefault(exit_rec.rank, exit_rec.host)
+            if rule_idx:
+                self._classify(msg, rec, rank, pfx, rule_idx, exit_rec, buf, ls, base, history,
+                               line_no)
+
+    def _classify(self, msg, rec, rank, pfx, rule_idx, exit_rec, buf, ls, base, history, line_no):
+        rule = fields = None
+        for r in rule_idx:
+            got = self.rules[r].search(msg)
+            if got is not None:
+                rule, fields = self.rules[r], got
+                break
+        if rule is None:
+            return
+        host = pfx.host
+        stamp = parse_timestamp(msg, self.default_year)
+        exit_code = None
+        elastic_root = False
+        if exit_rec is not None:
+            if exit_rec.rank is not None:
+                rank = exit_rec.rank
+            host = exit_rec.host or host
+            exit_code = exit_rec.exit_code
+            elastic_root = exit_rec.root_cause
+            if exit_rec.time and stamp is None:
+                stamp = parse_timestamp(exit_rec.time, self.default_year)
+        if rank is None and "rank" in fields and fields["rank"].isdigit():
+            rank = int(fields["rank"])
+        host = fields.get("host") or host
+        tmpl = template(msg)
+        sig = signature_id(rule.family, rule.id, tmpl)
+        key = (sig, rank) if rank is not None else (sig, None, self.spec.index)
+        occ = self.res.occs.get(key)
+        if occ is not None:
+            occ.count += 1
+            return
+        step_from_line = False
+        step = None
+        if "step" in fields and fields["step"].isdigit():
+            step, step_from_line = int(fields["step"]), True
+        elif rank is not None:
+            step = self.rank_steps.get(rank)
+        frames: tuple = ()
+        chained = False
+        need_back = stamp is None or looks_like_exception(msg)
+        if need_back:
+            back = list(self._back_lines(buf, ls, history, pfx.tag, BACK_LINES * 4))
+            if looks_like_exception(msg):
+                info = frames_backward(back)
+                frames = info.frames
+                chained = chained_before(back) if info.found else info.chained
+            if stamp is None:
+                for line in back[:BACK_LINES]:
+                    stamp = parse_timestamp(line, self.default_year)
+                    if stamp is not None:
+                        break
+        self.res.occs[key] = Occ(
+            sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
+            rank=rank, host=host, step=step, step_from_line=step_from_line,
+            global_step=self.global_step, time=stamp.iso if stamp else None,
+            time_key=stamp.key if stamp else None, input_index=self.spec.index,
+            offset=base + ls, line_rel=line_no, message=rec.rstrip("\n")[:WINDOW * 2],
+            fields=dict(fields), frames=frames, chained=chained, exit_code=exit_code,
+            elastic_root=elastic_root)
+
+    def _exit_block(self, msg, buf, ls, history, tag):
+        if "exitcode" not in msg:
+            return None
+        back = list(self._back_lines(buf, ls, history, None, 14))
+        return parse_block(msg.strip(), back)
+
+    def _back_lines(self, buf, ls, history, tag: str, limit: int):
+        """Decoded lines before the hit line, newest first; only `tag`'s lines when tagged."""
+        lo = max(0, ls - HISTORY)
+        window = bytes(buf[lo:ls])
+        if len(window) < HISTORY and history:
+            window = history[-(HISTORY - len(window)):] + window
+        tagb = ("\n" + tag).encode() if tag else None
+        pos = len(window)
+        count = 0
+        while count < limit and pos > 0:
+            if tagb is not None:
+                j = window.rfind(tagb, 0, pos)
+                if j < 0:
+                    break
+                start = j + 1
+            else:
+                j = window.rfind(b"\n", 0, pos - 1)
+                if j < 0:
+                    break
+                start = j + 1
+            e = window.find(b"\n", start, pos)
+            e = pos if e < 0 else e
+            line = strip_ansi(window[start:e][:LONG_LINE].decode("utf-8", "replace"))
+            if "\r" in line:
+                line = line.rsplit("\r", 1)[-1]
+            p = split_prefix(line)
+            yield line[p.offset:]
+            pos = start
+            count += 1
+
+    # ----------------------------------------------------------------------------------------
+    def _error_file(self) -> bool:
+        spec = self.spec
+        try:
+            with open(spec.real, "rb") as fh:
+                data = fh.read(ERROR_FILE_MAX + 1)
+        except OSError as exc:
+            self.res.warnings.append(f"{spec.path}: cannot open ({exc.strerror or exc}); skipped")
+            return True
+        if len(data) > ERROR_FILE_MAX:
+            return False
+        text = data.decode("utf-8", "replace")
+        ef = parse_error_file(text)
+        if ef is None:
+            return False  # not an error file after all: scan it as text
+        self.res.bytes = len(data)
+        self.res.lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+        first = ef.message.strip().splitlines()
+        line = first[-1] if first else ef.message
+        # the exception line is the last line of a Python message ("...\nValueError: x")
+        for cand in reversed(first):
+            if looks_like_exception(cand):
+                line = cand
+                break
+        idx = sorted(range(len(self.rules)), key=lambda r: (-self.rules[r].priority, r))
+        cands = [r for r in idx if self.rules[r].search(line) is not None][:1]
+        if not cands:
+            return True
+        rule = self.rules[cands[0]]
+        fields = rule.search(line) or {}
+        rank = spec.rank_hint
+        tmpl = template(line)
+        sig = signature_id(rule.family, rule.id, tmpl)
+        key = (sig, rank) if rank is not None else (sig, None, spec.index)
+        frames = frames_from_callstack(ef.callstack) if ef.callstack else ()
+        self.res.occs[key] = Occ(
+            sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
+            rank=rank, host=None, step=None, step_from_line=False, global_step=None,
+            time=ef.time, time_key=ef.time_key, input_index=spec.index, offset=0,
+            line_rel=ef.line, message=line[:WINDOW * 2], fields=dict(fields), frames=frames,
+            chained=False)
+        return True
+
+
+def scan_piece(engine: Engine, piece: Piece, progress: Callable[[int], None] | None = None) -> PieceResult:
+    return _Scanner(engine, piece, progress).run()
+
+
+def file_size(spec: InputSpec) -> int:
+    try:
+        return os.stat(spec.real).st_size if spec.real else 0
+    except OSError:
+        return 0
