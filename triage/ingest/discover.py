@@ -3,8 +3,9 @@
 Accepted: files, directories (recursive), globs, `.gz` files and `-` for stdin. Inside a
 directory every file is taken except known binary artefacts (checkpoints, images, core files);
 flight-recorder dumps and probe records are listed with their own kind (the scan does not read
-them as text; hang analysis and `triage diverge` do). A file named on the command line is always
-read as text, whatever its name.
+them as text; hang analysis and `triage diverge` do), and other JSON/JSONL files are passed over
+(run metadata, structured records). A file named on the command line is always read as text,
+whatever its name.
 
 Layouts recognised for rank attribution (`rank_hint`):
     rank_3.log  rank3.out  rank-3.err  worker-3.log  *_3.txt     per-rank files
@@ -23,7 +24,6 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from triage.errors import InputError
 
@@ -93,6 +93,8 @@ def _kind_of(path: str, explicit: bool) -> str | None:
         return KIND_FR_DUMP
     if name.endswith(".jsonl") and ("probe" in path.lower()):
         return KIND_PROBE
+    if suffix in (".json", ".jsonl"):
+        return None  # metadata and structured records, not console text (name them to scan them)
     if suffix in _SKIP_SUFFIXES or name.startswith("core.") or name == "core":
         return None
     if name == "triage-run.yaml":
@@ -187,9 +189,3 @@ def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
                              hint="pass log files, directories, globs, .gz files or - for stdin")
     return specs, warnings
 
-
-def display_path(path: str) -> str:
-    try:
-        return str(Path(path))
-    except (TypeError, ValueError):
-        return path

@@ -52,6 +52,27 @@ class Prefix:
 NO_PREFIX = Prefix(None, None, 0, "")
 
 
+# The common tags as one bytes pattern, for the scanner's fast path over raw lines.
+RANK_TAG_BYTES_RE = re.compile(
+    rb"[ \t]*(?:\[(?:rank|Rank|RANK)?\s?(\d{1,7})\]:(?:\[(?:rank|Rank)(\d{1,7})\]:)?"
+    rb"|\[[A-Za-z_][A-Za-z0-9_-]{0,31}?(\d{1,7})\]:(?:\[(?:rank|Rank)(\d{1,7})\]:)?"
+    rb"|\[\d{1,9},(\d{1,7})\]<(?:stdout|stderr)>:|(\d{1,6}):[ \t])"
+)
+
+
+def rank_of_bytes(buf, start: int, end: int) -> int | None:
+    """The rank tag at buf[start:], like split_prefix(...).rank for the common tags; no copy."""
+    m = RANK_TAG_BYTES_RE.match(buf, start, end)
+    if m is None:
+        return None
+    g = m.groups()
+    # [defaultN]:[rankM]: -> the global rank M
+    for v in (g[1], g[3], g[0], g[2], g[4], g[5]):
+        if v is not None:
+            return int(v)
+    return None
+
+
 def strip_ansi(text: str) -> str:
     if "\x1b" not in text:
         return text

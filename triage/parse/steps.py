@@ -30,6 +30,22 @@ STEP_PREFILTER: tuple[str, ...] = (
 )
 
 
+# The same shapes as one bytes pattern, for the scanner's fast path over raw step lines.
+STEP_BYTES_RE = re.compile(
+    rb"\biteration\s+(\d{1,12})\s*/\s*\d+"
+    rb"|\b(?:global_step|step|Step|STEP|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b"
+    rb"|(?:^|[\s|])(\d{1,12})/\d{1,12} \[\d"
+)
+
+
+def parse_step_bytes(buf, start: int, end: int) -> int | None:
+    """parse_step on buf[start:end] without decoding or copying (bytes or bytearray)."""
+    m = STEP_BYTES_RE.search(buf, start, end)
+    if m is None:
+        return None
+    return int(m.group(1) or m.group(2) or m.group(3))
+
+
 def parse_step(text: str) -> int | None:
     """The training step a line reports, or None."""
     for rx in _STEP_RES:

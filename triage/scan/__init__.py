@@ -30,6 +30,7 @@ from triage.scan.merge import merge
 from triage.scan.worker import Piece, PieceResult, scan_piece
 
 SPLIT_MIN = 64 << 20  # a plain file is split only into pieces at least this large
+PIECE_TARGET = 256 << 20  # ... and into at least one piece per PIECE_TARGET bytes
 UNIT_BYTES = 32 << 20  # small files are batched into units of about this many bytes
 UNIT_FILES = 4096
 SERIAL_BELOW = 24 << 20  # below this total, processes cost more than they save
@@ -58,7 +59,7 @@ def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
     for spec in specs:
         size = spec.size
         if spec.kind == "log" and jobs > 1 and size >= 2 * SPLIT_MIN:
-            n = min(max(jobs, size // (256 << 20)), size // SPLIT_MIN)
+            n = min(max(jobs, size // PIECE_TARGET), size // SPLIT_MIN)
             step = size // n
             for k in range(n):
                 start = k * step
@@ -172,7 +173,7 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
                 results.append(scan_piece(_ENGINE, p, tick))
     else:
         results.extend(_scan_pool(units, jobs, tick))
-    return merge(specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
+    return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
                  hang=_hang_hook)
 
 

@@ -12,7 +12,6 @@ pairs); else unknown.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from triage.classify.roles import choose_root, role_of
