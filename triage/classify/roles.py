@@ -38,6 +38,7 @@ class Verdict:
     root_rank: int | None
     why: str
     hang: Any = None
+    synthetic: bool = False  # the root is inferred (a silent rank), not a line of its own
 
 
 def order_key(o) -> tuple:
@@ -46,7 +47,7 @@ def order_key(o) -> tuple:
 
 def _earliest(cands: Sequence[Any]) -> Any:
     if all(c.time_key is not None for c in cands):
-        return min(cands, key=lambda c: (c.time_key, c.step if c.step is not None else INF) + order_key(c))
+        return min(cands, key=lambda c: (c.time_key,) + order_key(c))
     return min(cands, key=lambda c: (c.step if c.step is not None else INF,) + order_key(c))
 
 
@@ -86,10 +87,14 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
         culprit = verdict.culprits[0]
         own = [o for o in occs if o.rank == culprit]
         root = _earliest(own) if own else first
+        states = getattr(verdict, "ranks", {}) or {}
+        st = states.get(culprit)
+        family = ("collective_mismatch" if getattr(st, "state", None) in ("off_script", "mismatch")
+                  else "hang")
         why = (f"no rank reported an error of its own; hang analysis: {verdict.why}")
         if not own:
             why += f" (the line quoted is the earliest symptom, on rank {first.rank})"
-        return Verdict(root, "hang", culprit, why, verdict)
+        return Verdict(root, family, culprit, why, verdict, synthetic=not own)
     why = (f"no rank reported an error of its own; the earliest failure is this {first.family} "
            f"at {_where(first)}")
     if verdict is not None:

@@ -26,8 +26,8 @@ from triage.parse.timestamps import parse_timestamp
 TEMPLATE_MAX = 400
 
 _HEADER_RE = re.compile(
-    r"^\s*(?:\d+\s+[\w.+-]+:\d+\]\s*"  # rest of a glog header: "1234 file.cc:12] "
-    r"|[\w.+-]+\.(?:cpp|cc|cu|c|h|hpp|py):\d+\]\s*)?"  # torch C++: "ProcessGroupNCCL.cpp:1] "
+    r"^\s*(?:\d+\s+[\w./+-]+:\d+\]\s*"  # rest of a glog header: "1234 path/file.cc:12] "
+    r"|[\w./+-]+\.(?:cpp|cc|cu|c|h|hpp|py):\d+\]\s*)?"  # torch C++ / elastic: "api.py:897] "
     r"(?:[-|:\]]\s*)?(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b[:\s|-]*)?"
 )
 _SPACE_RE = re.compile(r"\s+")

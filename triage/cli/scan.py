@@ -123,14 +123,32 @@ def root_panel(rc) -> Panel:
     return Panel(Group(*body), title="Root cause", border_style="red")
 
 
-def signature_table(result) -> Table:
+def signature_table(result, width: int | None = None) -> Table:
+    """The signatures, one row each; the template column takes what the terminal leaves."""
+    width = width or out.width
     roles = {f.signature: f.role for f in result.failures}
-    t = Table(title="Signatures", show_lines=False, expand=False)
-    for col in ("signature", "role", "family", "count", "ranks", "hosts", "first step", "template"):
-        t.add_column(col, overflow="fold" if col == "template" else "ellipsis",
-                     no_wrap=col != "template")
+    fixed = [("signature", 17), ("role", 11), ("family", 18), ("count", 5), ("ranks", 9)]
+    if any(s.hosts for s in result.signatures):
+        fixed.append(("hosts", 14))
+    fixed.append(("step", 6))
+    while True:
+        left = width - sum(w for _, w in fixed) - 3 * (len(fixed) + 1) - 1
+        if left >= 24 or len(fixed) <= 3:
+            break
+        drop = next((c for c in ("hosts", "step", "family", "count") if c in dict(fixed)), None)
+        if drop is None:
+            break
+        fixed = [(c, w) for c, w in fixed if c != drop]
+    t = Table(title="Signatures", expand=False)
+    for col, w in fixed:
+        t.add_column(col, no_wrap=True, overflow="ellipsis", width=w,
+                     justify="right" if col in ("count", "step") else "left")
+    t.add_column("template", no_wrap=True, overflow="ellipsis", width=max(left, 12))
     for s in result.signatures:
-        t.add_row(s.id, roles.get(s.id, ""), s.family, str(s.count), rank_ranges(s.ranks, 6),
-                  ", ".join(s.hosts[:3]) + ("…" if len(s.hosts) > 3 else ""),
-                  "" if s.first_step is None else str(s.first_step), safe_text(s.template[:160]))
+        values = {"signature": s.id, "role": roles.get(s.id, ""), "family": s.family,
+                  "count": str(s.count), "ranks": rank_ranges(s.ranks, 3),
+                  "hosts": ", ".join(s.hosts[:2]) + ("…" if len(s.hosts) > 2 else ""),
+                  "step": "" if s.first_step is None else str(s.first_step)}
+        cells = [values[c] for c, _ in fixed] + [s.template[:300]]
+        t.add_row(*(Text(safe_text(c)) for c in cells))  # Text: log text is never markup
     return t

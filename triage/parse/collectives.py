@@ -33,6 +33,7 @@ only when the caller knows none.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,7 @@ _OP_CANON = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_op(op: str | None) -> str | None:
     """`ALLREDUCE`, `nccl:all_reduce`, `_ALLGATHER_BASE` -> `all_reduce`, `all_gather`."""
     if not op:
@@ -152,6 +154,39 @@ def observe_line_all(text: str, *, rank: int | None, source: SourceRef | None,
             return [CollectiveObs(rank=rank, pg=None, seq=None, op=canonical_op(m.group("fn")),
                                   shape=None, state="waiting", source=source, host=host)]
     return []
+
+
+_PYSPY_THREAD = re.compile(r'^Thread 0x[0-9A-Fa-f]+ \((?:active|idle)[^)]*\): "(?P<name>[^"]*)"')
+_PYSPY_ANY_FRAME = re.compile(r"^\s+(?P<fn>\S+) \((?P<file>[^()]+):(?P<line>\d+)\)\s*$")
+
+
+class PySpyTracker:
+    """Follows a py-spy dump line by line and remembers where each rank's main thread is.
+
+    `feed(text, rank)` for every (prefix-stripped) line; `where[rank]` is then the innermost
+    frame of the first "MainThread" stack seen for that rank, e.g. `_next_batch
+    (data/loader.py:88)`: what a rank that never reached a collective was doing.
+    """
+
+    def __init__(self) -> None:
+        self.where: dict[int, str] = {}
+        self._armed: set[int] = set()
+
+    def feed(self, text: str, rank: int | None) -> None:
+        if rank is None:
+            return
+        if text.startswith("Thread 0x"):
+            m = _PYSPY_THREAD.match(text)
+            if m and m.group("name") == "MainThread" and rank not in self.where:
+                self._armed.add(rank)
+            else:
+                self._armed.discard(rank)
+            return
+        if rank in self._armed:
+            m = _PYSPY_ANY_FRAME.match(text)
+            if m:
+                self.where[rank] = f"{m.group('fn')} ({m.group('file')}:{m.group('line')})"
+            self._armed.discard(rank)
 
 
 def observe_line(text: str, *, rank: int | None, source: SourceRef | None,

@@ -64,13 +64,16 @@ def exit_code_of(message: str) -> int | None:
 
 
 def parse_block(message: str, lines_before: list[str]) -> ExitRecord | None:
-    """The exit record whose `exitcode` line is `message`; `lines_before` go backwards."""
+    """The exit record that `message` (its `exitcode`, `traceback` or `error_file` line) belongs
+    to; `lines_before` go backwards from it."""
     code = exit_code_of(message)
-    if code is None:
-        return None
     fields: dict[str, str] = {}
     root = False
     for i, line in enumerate(lines_before[:12]):
+        if code is None:
+            code = exit_code_of(line)
+            if code is not None:
+                continue
         m = _FIELD_RE.match(line)
         if m:
             fields.setdefault(m.group(1), m.group(2))
@@ -81,6 +84,8 @@ def parse_block(message: str, lines_before: list[str]) -> ExitRecord | None:
                 if "Root Cause" in above:
                     root = True
             break
+    if code is None:
+        return None
     rank = None
     if "rank" in fields:
         m = _RANK_RE.match(fields["rank"])

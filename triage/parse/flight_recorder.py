@@ -12,7 +12,9 @@ Safety (the invariant of this module): a dump comes from another machine, so it 
 unpickled with `pickle.load`. `_PlainUnpickler` refuses every global lookup (`find_class`),
 every persistent id and every extension code, so the only objects it can build are the ones
 the pickle opcodes build by themselves: dict, list, tuple, str, bytes, int, float, bool, None
-(and set/frozenset, which are plain too). A pickle that names any class or function (a
+(and set/frozenset, which are plain too). Protocol 2 spells bytes and sets as calls to
+`_codecs.encode`/`bytes`/`set`: those names resolve to our own checking constructors (plain
+argument in, plain value out), never to the real globals. A pickle that names any class or function (a
 `__reduce__` calling `os.system`, say) is refused before anything is called. The result is
 checked once more by `_check_plain`, and then read as data, never evaluated.
 
@@ -39,12 +41,13 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Iterable, Mapping, Sequence
 
 from triage.errors import InputError
 from triage.records import SourceRef
 
-# The largest dump we read (a 20,000-entry buffer with frames is a few tens of MB).
+# The largest JSON dump we read (a 20,000-entry buffer with frames is a few tens of MB);
+# pickles are streamed.
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 _PLAIN = (dict, list, tuple, str, bytes, int, float, bool, type(None), set, frozenset)
 _RANK_IN_NAME = re.compile(r"(\d+)(?:\.(?:pkl|pickle|json))?$")
@@ -54,10 +57,38 @@ class UnsafeDumpError(InputError):
     """A dump that would need code (a class or function) to be unpickled. Nothing was run."""
 
 
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """What protocol 2 pickles call (`_codecs.encode(str, 'latin1')`) to rebuild bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeDumpError("refused to load: unexpected bytes encoding in the dump")
+    return text.encode("latin1")
+
+
+def _plain_ctor(kind: type) -> Any:
+    def build(arg: Any = ()) -> Any:
+        if not isinstance(arg, (list, tuple, str, bytes)):
+            raise UnsafeDumpError(f"refused to load: {kind.__name__} of a {type(arg).__name__}")
+        return kind(arg)
+    return build
+
+
+# The only names a plain-data pickle may look up (protocol 2 spells bytes and sets this way),
+# each mapped to our own checking constructor, never to the real global.
+_ALLOWED = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _plain_ctor(bytes), ("builtins", "bytes"): _plain_ctor(bytes),
+    ("__builtin__", "set"): _plain_ctor(set), ("builtins", "set"): _plain_ctor(set),
+    ("__builtin__", "frozenset"): _plain_ctor(frozenset),
+    ("builtins", "frozenset"): _plain_ctor(frozenset),
+}
+
+
 class _PlainUnpickler(pickle.Unpickler):
-    """Builds only what pickle opcodes build by themselves; every global lookup is refused."""
+    """Builds only what pickle opcodes build by themselves; any other global is refused."""
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle protocol
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
         raise UnsafeDumpError(
             f"refused to load: the dump asks for {module}.{name}, and a flight-recorder dump "
             "holds only plain data",
@@ -129,33 +160,42 @@ def _check_plain(obj: Any, path: str, depth: int = 0) -> None:
             _check_plain(v, path, depth + 1)
 
 
-def decode_dump_bytes(data: bytes, where: str) -> dict[str, Any]:
-    """Bytes of a pickle or JSON dump -> plain dict. Executes nothing from the data."""
-    head = data.lstrip()[:1]
-    if head == b"{":
-        try:
-            obj = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"not a valid JSON flight-recorder dump: {exc}", where=where,
-                             hint="expected the output of _dump_fr_trace_json()") from None
-    elif data[:1] == b"\x80":
-        try:
-            obj = _PlainUnpickler(io.BytesIO(data)).load()
-        except UnsafeDumpError as exc:
-            exc.where = where
-            raise
-        except Exception as exc:  # truncated or corrupt pickle: any unpickling error
-            raise InputError(f"damaged flight-recorder dump ({type(exc).__name__}: {exc})",
-                             where=where, hint="the dump may have been cut off while written") \
-                from None
-    else:
-        raise InputError("not a flight-recorder dump (neither a pickle nor JSON)", where=where,
-                         hint="point at the files written to TORCH_FR_DUMP_TEMP_FILE<rank>")
+def _unpickle_plain(stream: BinaryIO, where: str) -> Any:
+    try:
+        return _PlainUnpickler(stream).load()
+    except UnsafeDumpError as exc:
+        exc.where = where
+        raise
+    except Exception as exc:  # truncated or corrupt pickle: any unpickling error
+        raise InputError(f"damaged flight-recorder dump ({type(exc).__name__}: {exc})",
+                         where=where, hint="the dump may have been cut off while written") \
+            from None
+
+
+def _validated(obj: Any, where: str) -> dict[str, Any]:
     _check_plain(obj, where)
     if not isinstance(obj, dict) or not isinstance(obj.get("entries", []), list):
         raise InputError("not a flight-recorder dump: no 'entries' list", where=where,
                          hint="point at the files written to TORCH_FR_DUMP_TEMP_FILE<rank>")
     return obj
+
+
+def _decode_json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"not a valid JSON flight-recorder dump: {exc}", where=where,
+                         hint="expected the output of _dump_fr_trace_json()") from None
+
+
+def decode_dump_bytes(data: bytes, where: str) -> dict[str, Any]:
+    """Bytes of a pickle or JSON dump -> plain dict. Executes nothing from the data."""
+    if data.lstrip()[:1] == b"{":
+        return _validated(_decode_json(data, where), where)
+    if data[:1] == b"\x80":
+        return _validated(_unpickle_plain(io.BytesIO(data), where), where)
+    raise InputError("not a flight-recorder dump (neither a pickle nor JSON)", where=where,
+                     hint="point at the files written to TORCH_FR_DUMP_TEMP_FILE<rank>")
 
 
 def looks_like_dump(head: bytes) -> bool:
@@ -274,16 +314,31 @@ def dump_from_obj(obj: Mapping[str, Any], path: str, rank: int | None = None) ->
 def load_dump(path: str | Path, *, rank: int | None = None) -> FlightRecorderDump:
     """Read one dump (pickle or JSON) without executing anything from it."""
     p = Path(path)
+    where = str(p)
     try:
-        size = p.stat().st_size
-        if size > MAX_DUMP_BYTES:
-            raise InputError(f"dump is {size} bytes, more than the {MAX_DUMP_BYTES} we read",
-                             where=str(p), hint="is this really a flight-recorder dump?")
-        data = p.read_bytes()
+        with open(p, "rb") as fh:
+            first = fh.read(1)
+            if first == b"\x80":
+                # streamed: a pickle that is not plain data (a checkpoint, say) is refused at
+                # its first global, without reading the rest of a large file
+                fh.seek(0)
+                obj = _unpickle_plain(fh, where)
+            else:
+                size = p.stat().st_size
+                if size > MAX_DUMP_BYTES:
+                    raise InputError(f"file is {size} bytes, more than the {MAX_DUMP_BYTES} "
+                                     "a JSON dump may have", where=where,
+                                     hint="is this really a flight-recorder dump?")
+                data = first + fh.read()
+                if data.lstrip()[:1] != b"{":
+                    raise InputError("not a flight-recorder dump (neither a pickle nor JSON)",
+                                     where=where, hint="point at the files written to "
+                                     "TORCH_FR_DUMP_TEMP_FILE<rank>")
+                obj = _decode_json(data, where)
     except OSError as exc:
-        raise InputError(f"cannot read dump: {exc.strerror or exc}", where=str(p),
+        raise InputError(f"cannot read dump: {exc.strerror or exc}", where=where,
                          hint="check the path and its permissions") from None
-    return dump_from_obj(decode_dump_bytes(data, str(p)), str(p), rank)
+    return dump_from_obj(_validated(obj, where), where, rank)
 
 
 def _obs_state(e: FREntry, is_last: bool) -> str:

@@ -4,6 +4,8 @@ Recognised trainer formats (searched anywhere in the message):
 
     iteration      100/  500000 | ...          Megatron-LM
     step=100, skipped=0, lr=...                 DeepSpeed (also global_step=100)
+
+Not steps: Slurm's job steps (`STEP 48213.0`), decimals (`step 0.5`).
     step 100 | loss 2.31 / Step: 100 / [step 100]   generic trainers, torchtitan
     iter 100 / iteration 100                    generic
     45/100 [00:10<00:12, 4.5it/s, loss=2.3]     tqdm bars (HF Trainer, Lightning)
@@ -19,13 +21,13 @@ import re
 
 _STEP_RES = (
     re.compile(r"\biteration\s+(\d{1,12})\s*/\s*\d+"),
-    re.compile(r"\b(?:global_step|step|Step|STEP|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b"),
+    re.compile(r"\b(?:global_step|step|Step|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b(?![.,]\d)"),
     re.compile(r"(?:^|[\s|])(\d{1,12})/\d{1,12} \[\d"),
 )
 
 STEP_PREFILTER: tuple[str, ...] = (
     r"iteration\s+[0-9]+\s*/",
-    r"(?:global_step|[Ss]tep|STEP|iter|[Ii]teration)\s*(?:[=:]\s*|\s+)[0-9]",
+    r"(?:global_step|[Ss]tep|iter|[Ii]teration)\s*(?:[=:]\s*|\s+)[0-9]",
     r"[0-9]/[0-9]+ \[[0-9]",
 )
 
@@ -33,7 +35,7 @@ STEP_PREFILTER: tuple[str, ...] = (
 # The same shapes as one bytes pattern, for the scanner's fast path over raw step lines.
 STEP_BYTES_RE = re.compile(
     rb"\biteration\s+(\d{1,12})\s*/\s*\d+"
-    rb"|\b(?:global_step|step|Step|STEP|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b"
+    rb"|\b(?:global_step|step|Step|iter|iteration|Iteration)\s*(?:[=:]\s*|\s+)(\d{1,12})\b(?![.,]\d)"
     rb"|(?:^|[\s|])(\d{1,12})/\d{1,12} \[\d"
 )
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from dataclasses import replace
+
 from triage.classify.roles import choose_root, role_of
+from triage.classify.signature import signature_id
 from triage.ingest.discover import InputSpec
 from triage.records import (Failure, InputInfo, Occurrence, RankState, Role, ScanResult,
                             ScanStats, SignatureSummary, SourceRef)
@@ -111,9 +114,24 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
             signature=o.sig, playbook=o.rule, why=why, fields=dict(o.fields), frames=o.frames)
 
     root_failure = None
+    root_sig = None
+    extra_summary = None
     if verdict.root is not None:
         root_failure = failure(verdict.root, Role.ROOT.value, verdict.why, verdict.root_family,
                                verdict.root_rank)
+        root_sig = verdict.root.sig
+        if verdict.synthetic:
+            # A silent rank: the failure is inferred. It gets a signature of its own, and the
+            # symptom line it quotes stays a symptom in the table.
+            tmpl = f"rank <NUM> silent: {verdict.root_family} inferred from other ranks' {verdict.root.family}"
+            root_sig = signature_id(verdict.root_family, None, tmpl)
+            root_failure = replace(root_failure, signature=root_sig, playbook=None, fields={},
+                                   frames=())
+            rr = verdict.root_rank
+            extra_summary = SignatureSummary(
+                id=root_sig, family=verdict.root_family, template=tmpl, count=1,
+                ranks=(rr,) if rr is not None else (), hosts=(hosts[rr],) if rr in hosts else (),
+                first_step=root_failure.step, playbook=None)
 
     # Per signature: count, ranks, hosts, first step, and its representative (first) occurrence.
     sigs: dict[str, dict] = {}
@@ -128,15 +146,15 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
             s["hosts"].add(o.host)
         if o.step is not None:
             s["steps"].append(o.step)
-    failures: list[Failure] = []
+    failures: list[Failure] = [root_failure] if extra_summary is not None else []
     for sig, s in sigs.items():
         rep = s["first"]
-        if verdict.root is not None and sig == verdict.root.sig:
+        if extra_summary is None and verdict.root is not None and sig == verdict.root.sig:
             failures.append(root_failure)
             continue
         role, why = role_of(rep, verdict)
         failures.append(failure(rep, role, why))
-    summaries = tuple(
+    summaries = ((extra_summary,) if extra_summary is not None else ()) + tuple(
         SignatureSummary(
             id=sig, family=s["first"].family, template=s["first"].template, count=s["count"],
             ranks=tuple(sorted(s["ranks"])), hosts=tuple(sorted(s["hosts"])),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import sys
 import time as _time
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ WINDOW = 4096
 BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
 ERROR_FILE_MAX = 16 << 20
 _STEP_ONLY = {KIND_STEP}
+_DATED_RE = re.compile(rb"\b(\d{4})-[01]\d-[0-3]\d[T _][0-2]\d:[0-5]\d")  # a stamp with a year
+_BLOCK_LINE_RE = re.compile(r"^\s*(?:exitcode|traceback|error_file)\s*:")
 
 
 @dataclass(slots=True)
@@ -165,6 +168,8 @@ class _Scanner:
         self.default_year = _year_of(piece.spec)
         self.progress = progress
         self.rules = engine.playbook.rules
+        self._year_checked = False
+        self.last_own_stamp = None  # the latest timestamp a classified line of this piece stated
         if self.spec.rank_hint is not None:
             self.res.ranks.add(self.spec.rank_hint)
 
@@ -274,6 +279,11 @@ class _Scanner:
 
     # ----------------------------------------------------------------------------------------
     def _chunk(self, buf: bytearray, n: int, base: int, history: bytes, line_base: int) -> None:
+        if not self._year_checked:
+            self._year_checked = True
+            m = _DATED_RE.search(buf, 0, min(n, 1 << 16))
+            if m is not None and 1970 <= int(m.group(1)) <= 2999:
+                self.default_year = int(m.group(1))
         hits = self.engine.hits(buf, n)
         if not hits:
             return
@@ -330,6 +340,10 @@ class _Scanner:
         if le - ls > LONG_LINE:
             a = max(ls, hit_pos - WINDOW)
             b = min(le, hit_pos + WINDOW)
+            while a < hit_pos and 0x80 <= buf[a] <= 0xBF:  # not inside a UTF-8 sequence
+                a += 1
+            while b > hit_pos + 1 and b < le and 0x80 <= buf[b] <= 0xBF:
+                b -= 1
             head = bytes(buf[ls:min(le, ls + 256)])
             raw = bytes(buf[a:b])
             cut = True
@@ -343,7 +357,8 @@ class _Scanner:
         for seg in text.split("\r"):
             if not seg.strip():
                 continue
-            starts = [0] + find_record_starts(seg, 1)
+            lead = split_prefix(seg).offset  # "[default2]:[rank2]:" is one prefix, not two records
+            starts = [0] + find_record_starts(seg, max(lead, 1))
             for j, s in enumerate(starts):
                 e = starts[j + 1] if j + 1 < len(starts) else len(seg)
                 records.append(seg[s:e])
@@ -374,7 +389,7 @@ class _Scanner:
                 if ws is not None and (self.res.world_size is None or ws > self.res.world_size):
                     self.res.world_size = ws
             exit_rec = None
-            if KIND_EXIT in want:
+            if KIND_EXIT in want or (rule_idx and _BLOCK_LINE_RE.match(msg)):
                 exit_rec = self._exit_block(msg, buf, ls, history, pfx.tag)
                 if exit_rec is not None and exit_rec.rank is not None:
                     self.res.ranks.add(exit_rec.rank)
@@ -396,6 +411,8 @@ class _Scanner:
             return
         host = pfx.host
         stamp = parse_timestamp(msg, self.default_year)
+        if stamp is not None and stamp.has_year:
+            self.default_year = int(stamp.iso[:4])
         exit_code = None
         elastic_root = False
         if exit_rec is not None:
@@ -409,6 +426,11 @@ class _Scanner:
         if rank is None and "rank" in fields and fields["rank"].isdigit():
             rank = int(fields["rank"])
         host = fields.get("host") or host
+        if rank is not None and fields.get("host"):
+            self.res.hosts.setdefault(rank, fields["host"])  # "srun: error: node-7: task 3: ..."
+        own_stamp = stamp is not None
+        if own_stamp and (self.last_own_stamp is None or stamp.key > self.last_own_stamp.key):
+            self.last_own_stamp = stamp
         tmpl = template(msg)
         sig = signature_id(rule.family, rule.id, tmpl)
         key = (sig, rank) if rank is not None else (sig, None, self.spec.index)
@@ -424,7 +446,7 @@ class _Scanner:
             step = self.rank_steps.get(rank)
         frames: tuple = ()
         chained = False
-        need_back = stamp is None or looks_like_exception(msg)
+        need_back = not own_stamp or looks_like_exception(msg)
         if need_back:
             back = list(self._back_lines(buf, ls, history, pfx.tag, BACK_LINES * 4))
             if looks_like_exception(msg):
@@ -436,6 +458,11 @@ class _Scanner:
                     stamp = parse_timestamp(line, self.default_year)
                     if stamp is not None:
                         break
+                # A borrowed stamp is only a lower bound; so is the last stamp a classified line
+                # of this input stated before this line (any rank): take the later of the two.
+                if stamp is not None and self.last_own_stamp is not None and \
+                        self.last_own_stamp.key > stamp.key:
+                    stamp = self.last_own_stamp
         self.res.occs[key] = Occ(
             sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
             rank=rank, host=host, step=step, step_from_line=step_from_line,
@@ -446,7 +473,7 @@ class _Scanner:
             elastic_root=elastic_root)
 
     def _exit_block(self, msg, buf, ls, history, tag):
-        if "exitcode" not in msg:
+        if not _BLOCK_LINE_RE.match(msg):
             return None
         back = list(self._back_lines(buf, ls, history, None, 14))
         return parse_block(msg.strip(), back)
@@ -457,7 +484,7 @@ class _Scanner:
         window = bytes(buf[lo:ls])
         if len(window) < HISTORY and history:
             window = history[-(HISTORY - len(window)):] + window
-        tagb = ("\n" + tag).encode() if tag else None
+        tagb = _tag_key(tag)
         pos = len(window)
         count = 0
         while count < limit and pos > 0:
@@ -465,7 +492,10 @@ class _Scanner:
                 j = window.rfind(tagb, 0, pos)
                 if j < 0:
                     break
-                start = j + 1
+                start = window.rfind(b"\n", 0, j) + 1
+                if window[start:j].strip(b" \t>"):
+                    pos = j  # the tag inside a line, not its prefix: keep looking
+                    continue
             else:
                 j = window.rfind(b"\n", 0, pos - 1)
                 if j < 0:
@@ -473,7 +503,7 @@ class _Scanner:
                 start = j + 1
             e = window.find(b"\n", start, pos)
             e = pos if e < 0 else e
-            line = strip_ansi(window[start:e][:LONG_LINE].decode("utf-8", "replace"))
+            line = strip_ansi(window[start:e][:LONG_LINE].decode("utf-8", "replace")).rstrip("\r")
             if "\r" in line:
                 line = line.rsplit("\r", 1)[-1]
             p = split_prefix(line)
@@ -523,6 +553,16 @@ class _Scanner:
             line_rel=ef.line, message=line[:WINDOW * 2], fields=dict(fields), frames=frames,
             chained=False)
         return True
+
+
+def _tag_key(tag: str | None) -> bytes | None:
+    """What every line of the same rank starts with (after quote markers and indentation)."""
+    if not tag:
+        return None
+    t = tag.strip()
+    if t.endswith(">:") and "]<" in t:  # mpirun: [1,3]<stdout>: and [1,3]<stderr>: are one rank
+        t = t[: t.index("]<") + 2]
+    return t.encode("utf-8", "replace")
 
 
 def scan_piece(engine: Engine, piece: Piece, progress: Callable[[int], None] | None = None) -> PieceResult:

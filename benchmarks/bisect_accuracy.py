@@ -1,0 +1,132 @@
+"""Accuracy and cost of triage's probabilistic bisection against a noisy test (simulated).
+
+For each setting, a culprit is drawn uniformly among N = 10,000 steps; a trial at a step at or
+after the culprit fails with probability p (1.0, 0.5, 0.2), a trial before it fails with the
+false-alarm probability q (0, 0.02). The search is told neither. We report:
+
+- accuracy of `OrderedSearch` (default prior, confidence 0.99) and its mean trials;
+- the same for plain binary search that trusts every answer (git bisect's assumption);
+- the information-theoretic minimum log2(N) / C, with C the capacity of the binary channel a
+  trial is (input: at/after the culprit or not; output: fail or pass). For q = 0 this is a
+  Z-channel (C = 0.32 bits at p = 0.5, 1 bit at p = 1); with false alarms it is the binary
+  asymmetric channel, maximised numerically over the input distribution.
+
+Target: accuracy >= 99% and mean trials <= 1.5 x the minimum. Every row says whether it met
+both, and a summary line names the settings that missed. Accuracy is also given with a 95%
+Wilson lower bound (column low95), since 100 repetitions cannot prove 99% on their own.
+
+    python benchmarks/bisect_accuracy.py            # 100 repetitions per setting
+    python benchmarks/bisect_accuracy.py --reps 10  # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from triage.bisect.ordered import OrderedSearch, binary_search, channel_capacity  # noqa: E402
+from triage.bisect.outcome import Outcome  # noqa: E402
+
+SETTINGS = [(1.0, 0.0), (0.5, 0.0), (0.2, 0.0), (1.0, 0.02), (0.5, 0.02), (0.2, 0.02)]
+
+
+def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
+    if n == 0:
+        return 0.0
+    ph = k / n
+    den = 1 + z * z / n
+    centre = ph + z * z / (2 * n)
+    rad = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n))
+    return (centre - rad) / den
+
+
+def one_run(n: int, p: float, q: float, rng: random.Random, confidence: float,
+            max_trials: int) -> tuple[bool, int, bool, int]:
+    culprit = rng.randint(1, n)
+
+    def trial(j: int) -> bool:
+        return rng.random() < (p if j >= culprit else q)
+
+    s = OrderedSearch(n, confidence=confidence, max_trials=max_trials)
+    while True:
+        ask = s.ask()
+        if not ask:
+            break
+        s.tell(ask[0], Outcome.BAD if trial(ask[0]) else Outcome.GOOD)
+    st = s.state()
+    ok = st.culprit == culprit and st.confidence >= confidence
+    guess, bin_trials = binary_search(n, trial)
+    return ok, s.calls, guess == culprit, bin_trials
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=100, help="repetitions per setting (default 100)")
+    ap.add_argument("--n", type=int, default=10_000, help="number of steps (default 10000)")
+    ap.add_argument("--confidence", type=float, default=0.99)
+    ap.add_argument("--max-trials", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = ap.parse_args(argv)
+
+    rows = []
+    t0 = time.perf_counter()
+    for p, q in SETTINGS:
+        rng = random.Random(f"{args.seed}-{p}-{q}")
+        ok = bok = trials = btrials = 0
+        for _ in range(args.reps):
+            a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials)
+            ok += a
+            bok += b
+            trials += t
+            btrials += bt
+        cap = channel_capacity(p, q)
+        minimum = math.log2(args.n) / cap
+        mean = trials / args.reps
+        acc = ok / args.reps
+        rows.append({"p": p, "q": q, "reps": args.reps, "accuracy": acc,
+                     "accuracy_lower95": round(wilson_lower(ok, args.reps), 4),
+                     "mean_trials": round(mean, 1), "binary_accuracy": bok / args.reps,
+                     "binary_trials": round(btrials / args.reps, 1), "capacity": round(cap, 4),
+                     "minimum": round(minimum, 1), "ratio": round(mean / minimum, 2),
+                     "met": acc >= 0.99 and mean <= 1.5 * minimum})
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"n": args.n, "confidence": args.confidence, "rows": rows,
+                          "seconds": round(seconds, 1)}, indent=2))
+        return 0
+    print(f"probabilistic bisection, N = {args.n}, confidence {args.confidence}, "
+          f"{args.reps} repetitions per setting (p, q unknown to the search)")
+    head = (f"{'p':>4} {'q':>5} | {'accuracy':>8} {'low95':>8} {'trials':>7} | "
+            f"{'binary acc':>10} {'trials':>6} | {'C bits':>6} {'log2N/C':>7} {'ratio':>5} | target")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        verdict = "met" if r["met"] else "MISSED"
+        print(f"{r['p']:>4.1f} {r['q']:>5.2f} | {r['accuracy']:>8.1%} {r['accuracy_lower95']:>8.1%} "
+              f"{r['mean_trials']:>7.1f} | {r['binary_accuracy']:>10.1%} {r['binary_trials']:>6.1f} | "
+              f"{r['capacity']:>6.3f} {r['minimum']:>7.1f} {r['ratio']:>5.2f} | {verdict}")
+    missed = [r for r in rows if not r["met"]]
+    if missed:
+        why = "; ".join(
+            f"p={r['p']}, q={r['q']}: " + ", ".join(
+                ([f"accuracy {r['accuracy']:.1%} < 99%"] if r["accuracy"] < 0.99 else [])
+                + ([f"{r['ratio']:.2f}x the minimum > 1.5x"] if r["ratio"] > 1.5 else []))
+            for r in missed)
+        print(f"target (>= 99% accuracy, <= 1.5x log2(N)/C trials) MISSED for {len(missed)} of "
+              f"{len(rows)} settings: {why}")
+    else:
+        print("target (>= 99% accuracy, <= 1.5x log2(N)/C trials) met for every setting")
+    print(f"({seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The accuracy benchmark runs and reports honestly (tiny repetitions; the real run is manual)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bisect_accuracy.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bisect_accuracy", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_json_rows(capsys):
+    mod = _load()
+    assert mod.main(["--reps", "2", "--n", "1000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {(r["p"], r["q"]): r for r in out["rows"]}
+    assert set(rows) == set(mod.SETTINGS)
+    det = rows[(1.0, 0.0)]
+    assert det["accuracy"] == 1.0 and det["binary_accuracy"] == 1.0
+    assert abs(det["capacity"] - 1.0) < 1e-6
+    assert rows[(0.5, 0.0)]["capacity"] == 0.3219
+    for r in out["rows"]:
+        assert r["met"] == (r["accuracy"] >= 0.99 and r["ratio"] <= 1.5)
+
+
+def test_benchmark_table_says_when_a_target_is_missed(capsys):
+    mod = _load()
+    mod.main(["--reps", "1", "--n", "300", "--max-trials", "5"])  # starved: must say MISSED
+    text = capsys.readouterr().out
+    assert "MISSED" in text and "target" in text

@@ -1,0 +1,105 @@
+"""The probabilistic bisector as a pure search: no processes, a simulated test."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from triage.bisect.ordered import OrderedSearch, binary_search, channel_capacity
+from triage.bisect.outcome import Outcome
+
+
+def drive(n, culprit, p=1.0, q=0.0, seed=0, k=1, **kw):
+    rng = random.Random(seed)
+    s = OrderedSearch(n, **kw)
+    while True:
+        asked = s.ask(k)
+        if not asked:
+            break
+        for j in asked:
+            fails = rng.random() < (p if j >= culprit else q)
+            s.tell(j, Outcome.BAD if fails else Outcome.GOOD)
+    return s
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5000), data=st.data())
+def test_deterministic_failure_is_found_in_about_log2_n_trials(n, data):
+    culprit = data.draw(st.integers(1, n))
+    s = drive(n, culprit)
+    state = s.state()
+    assert state.culprit == culprit
+    assert state.confidence >= 0.99
+    assert state.interval[0] <= culprit <= state.interval[1]
+    assert s.calls <= math.ceil(math.log2(n)) + 14 if n > 1 else s.calls == 0
+
+
+def test_single_candidate_needs_no_trial():
+    s = OrderedSearch(1)
+    assert s.done and s.ask() == [] and s.state().culprit == 1 and s.state().confidence == 1.0
+
+
+@pytest.mark.parametrize("p,q", [(0.5, 0.0), (0.3, 0.0), (0.6, 0.03)])
+def test_flaky_failure_is_found_and_rate_estimated(p, q):
+    hits = 0
+    for seed in range(5):
+        s = drive(2000, 1234, p=p, q=q, seed=seed)
+        st_ = s.state()
+        hits += st_.culprit == 1234
+        assert abs(st_.fail_rate - p) < 0.25
+    assert hits == 5
+
+
+def test_tell_order_does_not_matter():
+    rng = random.Random(3)
+    trials = [(rng.randint(0, 500), Outcome.BAD if rng.random() < 0.5 else Outcome.GOOD) for _ in range(40)]
+    a, b = OrderedSearch(500), OrderedSearch(500)
+    a.tell_many(trials)
+    b.tell_many(reversed(trials))
+    assert a.state() == b.state()
+    assert a.ask() == b.ask()
+
+
+def test_skip_and_unrelated_are_not_evidence_and_skipped_points_are_not_asked_again():
+    s = OrderedSearch(100)
+    (j,) = s.ask()
+    before = s.state()
+    s.tell(j, Outcome.SKIP)
+    assert s.state() == before
+    assert s.ask()[0] != j
+    s2 = OrderedSearch(100)
+    for _ in range(3):
+        s2.tell(j, Outcome.UNRELATED)
+    assert s2.state() == before and s2.ask()[0] != j and s2.calls == 3
+
+
+def test_parallel_batch_is_a_k_ary_search_when_deterministic():
+    s = OrderedSearch(1024)
+    batch = s.ask(3)
+    assert len(set(batch)) == 3  # three different split points, not one repeated
+    s = drive(1024, 700, k=3)
+    assert s.state().culprit == 700
+
+
+def test_max_trials_stops_the_search():
+    s = drive(10_000, 4321, p=0.2, max_trials=15)
+    assert s.calls == 15 and s.done and s.ask() == []
+
+
+def test_channel_capacities_match_the_issue():
+    assert channel_capacity(1.0, 0.0) == pytest.approx(1.0, abs=1e-6)
+    assert channel_capacity(0.5, 0.0) == pytest.approx(0.3219, abs=1e-3)  # Z-channel log2(1.25)
+    s = 0.8  # Z-channel closed form at p = 0.2: log2(1 + (1-s) s^(s/(1-s)))
+    assert channel_capacity(0.2, 0.0) == pytest.approx(math.log2(1 + (1 - s) * s ** (s / (1 - s))), abs=1e-4)
+    assert channel_capacity(1.0, 0.02) < 1.0
+
+
+def test_plain_binary_search_is_fooled_by_a_flaky_test():
+    guess, trials = binary_search(1000, lambda j: j >= 600)
+    assert guess == 600 and trials == 10
+    rng = random.Random(1)
+    wrong = sum(binary_search(1000, lambda j: j >= 600 and rng.random() < 0.5)[0] != 600 for _ in range(20))
+    assert wrong >= 15
