@@ -84,12 +84,13 @@ class Evidence:
     incidents: tuple[IncidentObs, ...]
     frames: Mapping[str, frozenset[str]] = field(default_factory=dict)
     titles: Mapping[str, str] = field(default_factory=dict)  # signature -> "family: template"
+    notes: tuple[str, ...] = ()  # what the adapter had to assume, shown with the result
 
     def upto(self, n_runs: int) -> "Evidence":
         """The evidence as it stood after the first `n_runs` runs (for the replay log)."""
         keep = {r.name for r in self.runs[:n_runs]}
         return Evidence(self.runs[:n_runs], tuple(i for i in self.incidents if i.run in keep),
-                        self.frames, self.titles)
+                        self.frames, self.titles, self.notes)
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,7 @@ def analyse(evidence: Evidence, user: Sequence[tuple[HypothesisSpec, str]] = (),
                          hint="ingest failed runs first: triage ingest LOGS --run NAME")
     scorer = Scorer(tables, frames=dict(evidence.frames))
     considered = consider(scorer, user, materialise, exact_max)
+    considered.notes = list(evidence.notes) + considered.notes
     ledger = _ledger(tables, scorer, considered, evidence, labels)
     if explain:
         _attribute(ledger, evidence, user, materialise)
@@ -448,10 +449,22 @@ def _n_split(h: Hyp) -> int:
 
 
 def evidence_from_case(store) -> Evidence:
-    """Read runs (with exposure), incidents and signatures from a `triage.case.CaseStore`."""
+    """Read runs (with exposure), incidents and signatures from a `triage.case.CaseStore`.
+
+    Exposure is GPU-steps. When some run's logs show no steps at all (GPU-steps 0), GPU-steps
+    cannot be compared across runs, so every run counts as one unit of exposure instead (its
+    hosts sharing it by their number of ranks) and the step-range dimension is left out; the
+    ledger says so in its notes.
+    """
     runs = []
     rank_hosts: dict[str, dict[int, str]] = {}
-    for r in store.runs():
+    all_runs = store.runs()
+    per_run = any(r.gpu_steps <= 0 for r in all_runs)
+    notes: tuple[str, ...] = ()
+    if per_run and all_runs:
+        notes = ("some runs show no training steps, so exposure is counted in runs, not "
+                 "GPU-steps, and onset (step range) is not used",)
+    for r in all_runs:
         rank_hosts[r.name] = r.hosts
         labels = {str(k): str(v) for k, v in r.labels.items()}
         if r.seed is not None:
@@ -461,6 +474,12 @@ def evidence_from_case(store) -> Evidence:
         host_steps = {}
         if r.ranks and all(k.host is not None for k in r.ranks):
             host_steps = {h: float(s) for h, s in r.host_steps.items()}
+        if per_run:
+            hosts = [k.host for k in r.ranks if k.host is not None]
+            host_steps = ({h: hosts.count(h) / len(hosts) for h in sorted(set(hosts))}
+                          if hosts and len(hosts) == len(r.ranks) else {})
+            runs.append(RunObs(r.name, 1.0, labels, host_steps, None))
+            continue
         runs.append(RunObs(r.name, float(r.gpu_steps), labels, host_steps, r.steps_completed))
     incidents = []
     for inc in store.incidents():
@@ -473,7 +492,7 @@ def evidence_from_case(store) -> Evidence:
                                      tuple(s for s in inc.signatures if s != root.signature),
                                      host, root.rank, root.step))
     titles = {s.id: f"{s.family}: {s.template}" for s in store.signatures()}
-    return Evidence(tuple(runs), tuple(incidents), {}, titles)
+    return Evidence(tuple(runs), tuple(incidents), {}, titles, notes)
 
 
 # -- the log ---------------------------------------------------------------------------------

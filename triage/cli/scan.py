@@ -45,7 +45,9 @@ def scan_cmd(
         if json_out:
             print_json(result.to_json())
         else:
-            render(result)
+            from triage.scan import cached_playbook
+
+            render(result, playbook=cached_playbook([str(p) for p in playbooks or []]))
 
 
 def _progress(enabled: bool):
@@ -71,7 +73,7 @@ def _progress(enabled: bool):
     return cb, finish
 
 
-def render(result, console=None) -> None:
+def render(result, console=None, playbook=None) -> None:
     console = console or out
     st = result.stats
     nranks = len(result.ranks)
@@ -84,16 +86,16 @@ def render(result, console=None) -> None:
     if rc is None:
         console.print(Panel("No failure found.", title="Root cause", border_style="green"))
         return
-    console.print(root_panel(rc))
+    console.print(root_panel(rc, playbook))
     console.print(signature_table(result))
     if result.hang is not None and getattr(result.hang, "verdict", None) not in (None, "no_hang"):
         h = result.hang
         console.print(Text(f"Hang analysis: {h.verdict}; culprits {rank_ranges(h.culprits)}; {safe_text(h.why)}"))
 
 
-def root_panel(rc) -> Panel:
-    from triage.classify.playbook import load_playbooks
+def root_panel(rc, playbook=None) -> Panel:
     from triage.errors import PlaybookError
+    from triage.scan import cached_playbook
 
     where = [f"rank {rc.rank}" if rc.rank is not None else "rank unknown"]
     if rc.host:
@@ -111,7 +113,7 @@ def root_panel(rc) -> Panel:
     rule = None
     if rc.playbook:
         try:
-            rule = load_playbooks().get(rc.playbook)
+            rule = (playbook or cached_playbook()).get(rc.playbook)
         except PlaybookError:
             rule = None
     if rule is not None:

@@ -79,6 +79,37 @@ def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
     return units
 
 
+_PLAYBOOKS: dict = {}
+
+
+def _playbook_key(dirs: Sequence[str]) -> tuple:
+    from triage.classify.playbook import builtin_dir
+
+    env = os.environ.get("TRIAGE_PLAYBOOKS", "")
+    roots = [str(builtin_dir()), *map(str, dirs), *[d for d in env.split(os.pathsep) if d]]
+    files = []
+    for root in roots:
+        try:
+            for e in sorted(os.scandir(root), key=lambda e: e.name):
+                if e.name.endswith((".yaml", ".yml")):
+                    st = e.stat()
+                    files.append((e.path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            files.append((root, None, None))
+    return (tuple(map(str, dirs)), env, tuple(files))
+
+
+def cached_playbook(dirs: Sequence[str] = ()) -> Playbook:
+    """load_playbooks(dirs), reused while no rules file changed (one load per process)."""
+    key = _playbook_key(dirs)
+    pb = _PLAYBOOKS.get(key)
+    if pb is None:
+        pb = load_playbooks(list(dirs))
+        _PLAYBOOKS.clear()
+        _PLAYBOOKS[key] = pb
+    return pb
+
+
 def _run_unit(unit: Unit) -> list[PieceResult]:
     assert _ENGINE is not None
     return [scan_piece(_ENGINE, p) for p in unit.pieces]
@@ -144,8 +175,8 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
         raise InputError("no log files to scan", where=", ".join(map(str, paths))[:200],
                          hint="pass log files, a run directory, a glob, .gz files or - for stdin")
     if playbook is None:
-        playbook = load_playbooks(list(playbook_dirs))
-    key = (tuple(playbook_dirs), backend, id(playbook))
+        playbook = cached_playbook(playbook_dirs)
+    key = (backend, id(playbook))
     if _ENGINE is None or _ENGINE_KEY != key:
         _ENGINE = Engine.build(playbook, backend)
         _ENGINE_KEY = key
