@@ -195,6 +195,24 @@ class ScanResult:
     warnings: tuple[str, ...] = ()  # damaged or skipped inputs, each naming its path
     hang: Any = None  # triage.analyze.hang verdict when the failure is a hang/timeout
     occurrences: tuple[Occurrence, ...] = ()  # first occurrence per (signature, rank)
+    start_time: str | None = None  # the earliest timestamp the inputs show (ISO 8601)
+    end_time: str | None = None  # the latest one: with start_time, the run's wall time
+
+    @property
+    def seconds_spanned(self) -> float | None:
+        """Wall time from the first to the last timestamp in the logs, when both exist."""
+        from datetime import datetime
+
+        if not (self.start_time and self.end_time):
+            return None
+        try:
+            a = datetime.fromisoformat(self.start_time.replace("Z", "+00:00"))
+            b = datetime.fromisoformat(self.end_time.replace("Z", "+00:00"))
+            if (a.tzinfo is None) != (b.tzinfo is None):
+                a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
+            return max(0.0, (b - a).total_seconds())
+        except ValueError:
+            return None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -184,3 +184,22 @@ def test_every_command_has_help():
                 ["hypotheses", "remove"], ["hypotheses", "next"], ["hypotheses", "log"]):
         res = runner.invoke(app, cmd + ["--help"])
         assert res.exit_code == 0 and len(res.stdout) > 100
+
+
+def test_runs_without_steps_count_as_runs(tmp_path):
+    db = tmp_path / "case.db"
+    logs = {
+        "a": "[rank0]: RuntimeError: CUDA error: an illegal memory access was encountered\n",
+        "b": "[rank1]: RuntimeError: CUDA error: device-side assert triggered\n",
+        "c": "[rank0]: step 100 | loss 2.0\n[rank1]: step 100 | loss 2.0\n",
+    }
+    for name, text in logs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "console.log").write_text(text, encoding="utf-8")
+        res = runner.invoke(app, ["ingest", str(tmp_path / name), "--run", name, "--case", str(db)])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["hypotheses", "--case", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "exposure is counted in runs" in res.stdout
+    data = json.loads(runner.invoke(app, ["hypotheses", "--case", str(db), "--json"]).stdout)
+    assert 0 < data["p_one_bug"] < 1

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from triage.analyze.hypotheses import Ledger, Scored
+from triage.analyze.hyp_ledger import Ledger, Scored
 
 TOP = 30
 
@@ -112,7 +112,7 @@ def next_experiments(ledger: Ledger, limit: int = 5) -> list[Experiment]:
     if w.sum() <= 0:
         return []
     w = w / w.sum()
-    is_one = np.array([s.hyp.key == ledger.one_bug.hyp.key for s in top])
+    is_one = np.array([len(s.hyp.causes) == 1 for s in top])
     e_new = float(np.median(t.run_exposure)) if len(t.run_exposure) else 0.0
     n_hosts = [len(r.host_steps) for r in t.runs if r.host_steps]
     host_share = 1.0 / float(np.median(n_hosts)) if n_hosts else 1.0

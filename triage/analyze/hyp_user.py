@@ -4,7 +4,8 @@
     note: the NaNs on v2 look like the reduction bug; node-17 has had ECC errors
     causes:
       - id: kernel
-        signatures: [sig1:3f2a, sig1:9c01]     # full ids or unique prefixes
+        signatures: [sig1:3f2a, sig1:9c01]     # full ids or unique prefixes ("sig1:" is safest:
+                                              # YAML reads 0123 as a number)
         where: ["version=v2"]                 # optional: only these incidents of them
         only: "version>=v2"                   # optional claim: this cause never fires elsewhere
       - id: host
@@ -49,6 +50,14 @@ class CauseSpec(BaseModel):
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @field_validator("signatures", mode="before")
+    @classmethod
+    def _ids_as_text(cls, v):
+        # an all-digit id prefix such as 23402850 reads as a YAML integer; take it as written
+        if isinstance(v, list):
+            return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
+        return v
 
 
 class HypothesisSpec(BaseModel):

@@ -249,8 +249,10 @@ def record_run(store: CaseStore, result: ScanResult, *, name: str, content_hash:
                 " steps_completed, gpu_steps, seconds, started, ended, seed, version, failed,"
                 " n_inputs, n_ranks, n_occurrences) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name, content_hash, logs_hash(inputs) if inputs else content_hash, stamp,
-                 world_size, steps, gpu_steps, run_file.duration(),
-                 _iso(run_file.started), _iso(run_file.ended), merged.get("seed"),
+                 world_size, steps, gpu_steps,
+                 run_file.duration() if run_file.duration() is not None else result.seconds_spanned,
+                 _iso(run_file.started) or result.start_time,
+                 _iso(run_file.ended) or result.end_time, merged.get("seed"),
                  merged.get("version"), int(failed), len(inputs), len(ranks), len(failures)))
             run_id = cur.lastrowid
             conn.executemany("INSERT INTO run_labels (run_id, key, value) VALUES (?,?,?)",

@@ -38,6 +38,8 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
     world = None
     max_step = None
     all_warnings = list(warnings)
+    firsts = [r.first_stamp for r in results if r.first_stamp]
+    lasts = [r.last_stamp for r in results if r.last_stamp]
     merged: dict[tuple, Occ] = {}
     inputs: list[InputInfo] = []
     lines_total = bytes_total = 0
@@ -171,7 +173,8 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
         inputs=tuple(inputs), root_cause=root_failure, failures=tuple(failures),
         signatures=summaries, stats=ScanStats(lines_total, bytes_total, seconds), ranks=ranks,
         world_size=world, max_step=max_step, warnings=tuple(all_warnings), hang=verdict.hang,
-        occurrences=occurrences)
+        occurrences=occurrences, start_time=min(firsts)[1] if firsts else None,
+        end_time=max(lasts)[1] if lasts else None)
 
 
 def _first_key(occs: Sequence[Occ]):

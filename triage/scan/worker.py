@@ -130,6 +130,8 @@ class PieceResult:
     world_size: int | None = None
     warnings: list = field(default_factory=list)
     candidates: int = 0
+    first_stamp: tuple | None = None  # (key, iso) of the first timestamp in the piece
+    last_stamp: tuple | None = None  # (key, iso) of the last one
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,24 @@ class _Scanner:
             else:
                 break
         self.res.lines = line_no + (0 if ends_with_nl or self.res.bytes == 0 else 1)
+        if self._tail:
+            self.res.last_stamp = self._edge_stamp(self._tail, first=False)
+
+    _tail = b""
+
+    def _edge_stamp(self, data: bytes, first: bool):
+        """(key, iso) of the first (or last) timestamped line among the edge lines of `data`."""
+        lines = data.split(b"\n")
+        if first:
+            lines = lines[:-1] if len(lines) > 1 else lines
+        else:
+            lines = list(reversed(lines[1:] if len(lines) > 1 else lines))
+        for raw in lines[:200]:
+            text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rsplit("\r", 1)[-1]
+            st = parse_timestamp(text[split_prefix(text).offset:], self.default_year)
+            if st is not None:
+                return (st.key, st.iso)
+        return None
 
     def _tick(self, n: int) -> None:
         if self.progress is not None:
@@ -284,6 +304,8 @@ class _Scanner:
             m = _DATED_RE.search(buf, 0, min(n, 1 << 16))
             if m is not None and 1970 <= int(m.group(1)) <= 2999:
                 self.default_year = int(m.group(1))
+            self.res.first_stamp = self._edge_stamp(bytes(buf[: min(n, 1 << 16)]), first=True)
+        self._tail = bytes(buf[max(0, n - (1 << 16)):n])
         hits = self.engine.hits(buf, n)
         if not hits:
             return
