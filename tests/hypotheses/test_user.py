@@ -160,3 +160,22 @@ def test_spec_parser_only_ever_raises_input_errors(text):
         assert str(exc).startswith("f.yaml")
         return
     assert spec.name and spec.causes
+
+
+def test_p_one_bug_counts_single_cause_user_hypotheses():
+    text = """
+name: one bug, on v2 only
+causes:
+  - id: all
+    signatures: [aaaa, bbbb, cccc]
+"""
+    ev = small_case()
+    base = analyse(ev, explain=False)
+    led = analyse(ev, [(parse_spec(text, "u.yaml"), "u.yaml")], explain=False)
+    # the same partition as the automatic one-bug hypothesis: one entry, the user's name
+    assert led.one_bug.name == "one bug, on v2 only"
+    assert led.p_one_bug == pytest.approx(base.p_one_bug)
+    claimed = text + "    only: version=v2\n"
+    led2 = analyse(ev, [(parse_spec(claimed, "u.yaml"), "u.yaml")], explain=False)
+    # node-3's incidents on v1 contradict the claim: it adds nothing to P(one bug)
+    assert led2.p_one_bug == pytest.approx(base.p_one_bug)

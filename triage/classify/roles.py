@@ -66,10 +66,17 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
     cands = [o for o in occs if o.rule_role == "root" and not o.chained]
     if cands:
         root = _earliest(cands)
+        wrapper = None
+        deeper = _deeper_on_same_rank(root, occs)
+        if deeper is not None:
+            wrapper, root = root, deeper
         others = sorted({c.rank for c in cands if c.rank is not None and c.rank != root.rank})
         basis = ("earliest timestamp" if all(c.time_key is not None for c in cands)
                  else "earliest step and position" if len(cands) > 1 else "only failure of its own")
         why = f"first failure of its own ({root.family}, rule {root.rule}) at {_where(root)}; {basis}"
+        if wrapper is not None:
+            why += (f"; the deepest failure visible on rank {root.rank}: the {wrapper.family} "
+                    f"line ({wrapper.rule}) only wraps it")
         if others:
             why += f"; other ranks with errors of their own: {_short(others)}"
         symptoms = sum(1 for o in occs if o.rule_role == "symptom")
@@ -102,17 +109,41 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
     return Verdict(first, first.family, first.rank, why, verdict)
 
 
+SHALLOW = frozenset({"signal", "python_exception", "other"})
+NEAR_SECONDS = 5.0
+NEAR_BYTES = 16384
+
+
+def _near(a, b) -> bool:
+    if a.time_key is not None and b.time_key is not None:
+        return abs(a.time_key - b.time_key) <= NEAR_SECONDS
+    return a.input_index == b.input_index and abs(a.offset - b.offset) <= NEAR_BYTES
+
+
+def _deeper_on_same_rank(root, occs: Sequence[Any]):
+    """A root gets the deepest family visible (DESIGN.md): when the first failure is a wrapper
+    (a signal, a generic exception, `terminate called after throwing`), a more specific failure
+    of the same rank at the same moment is the root cause it wraps."""
+    if root.family not in SHALLOW or root.rank is None:
+        return None
+    near = [o for o in occs if o is not root and o.rank == root.rank and o.family not in SHALLOW
+            and o.family not in ("collective_timeout", "comm_error") and _near(o, root)]
+    return _earliest(near) if near else None
+
+
 def role_of(o, verdict: Verdict) -> tuple[str, str]:
     """(role, why) of a failure that is not the root cause."""
     root = verdict.root
     rr = verdict.root_rank
     cause = f"rank {rr}" if rr is not None else "the root cause"
+    if root is not None and o is root:
+        return Role.ROOT.value, verdict.why
     if o.rule_role == "symptom":
         return Role.SYMPTOM.value, f"{o.family} is typically a consequence of another rank's failure; here of {cause}"
     if o.chained:
         return Role.SYMPTOM.value, "raised while handling an earlier exception on the same rank"
     if rr is not None and o.rank == rr and root is not None:
-        return Role.SYMPTOM.value, f"a later failure on rank {rr}, after its first failure"
+        return Role.SYMPTOM.value, f"another report of rank {rr}'s failure (a wrapper or a later error)"
     return Role.INDEPENDENT.value, f"an error of its own on {_where(o)}, not explained by {cause}"
 
 

@@ -28,10 +28,14 @@ app = typer.Typer(
 )
 
 _SKIP = {"common"}
+# Help lists the first-response commands first; modules not named here follow alphabetically.
+_ORDER = ["scan", "hang", "demo", "report", "case", "hypotheses", "bisect", "diverge", "playbooks"]
 
 
 def _register_all() -> None:
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    mods = sorted(pkgutil.iter_modules(__path__), key=lambda m: (
+        _ORDER.index(m.name) if m.name in _ORDER else len(_ORDER), m.name))
+    for mod in mods:
         if mod.name.startswith("_") or mod.name in _SKIP:
             continue
         module = importlib.import_module(f"{__name__}.{mod.name}")
