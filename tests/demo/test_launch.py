@@ -54,3 +54,15 @@ def test_a_timeout_kills_the_whole_job(tmp_path):
     assert result.duration < 60
     assert _alive_with(str(out)) == []  # no worker or agent of this job survived
     assert [i.fault for i in result.injected] == ["hang"]
+
+
+@pytest.mark.slow
+def test_a_relative_outdir_keeps_every_output_inside_it(tmp_path, monkeypatch):
+    """The job runs with cwd=outdir: a relative outdir must not nest a second copy inside it."""
+    monkeypatch.chdir(tmp_path)
+    result = run_job("rel/run", nproc=2, steps=2, timeout=240)
+    assert result.returncode == 0
+    out = tmp_path / "rel" / "run"
+    assert (out / "console.log").exists() and (out / "probe").is_dir()
+    assert not (out / "rel").exists()
+    assert Path(result.console).is_absolute()

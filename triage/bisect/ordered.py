@@ -69,6 +69,7 @@ _P_SLAB = np.round(np.arange(0.05, 0.951, 0.05), 2)
 _Q_SLAB = np.array([0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2])
 P_SPIKE_MASS = 0.4  # prior P(p == 1): the failure is deterministic at and after the culprit
 Q_SPIKE_MASS = 0.5  # prior P(q == 0): nothing fails before the culprit
+Q_SCALE = 0.03  # the q slab's weights fall as exp(-q / Q_SCALE): false alarms are mostly rare
 UNRELATED_LIMIT = 3  # an index unrelated this many times is not asked for again
 
 
@@ -82,11 +83,16 @@ class NoiseGrid:
 
     @classmethod
     def default(cls, p_slab=_P_SLAB, q_slab=_Q_SLAB, p_spike: float = P_SPIKE_MASS,
-                q_spike: float = Q_SPIKE_MASS) -> "NoiseGrid":
+                q_spike: float = Q_SPIKE_MASS, q_scale: float | None = Q_SCALE) -> "NoiseGrid":
+        """The spike-and-slab prior: uniform over the p slab; over the q slab uniform when
+        `q_scale` is None, else weights proportional to exp(-q / q_scale)."""
         ps = np.concatenate([p_slab, [1.0]])
         pw = np.concatenate([np.full(len(p_slab), (1 - p_spike) / max(1, len(p_slab))), [p_spike]])
         qs = np.concatenate([[0.0], q_slab])
-        qw = np.concatenate([[q_spike], np.full(len(q_slab), (1 - q_spike) / max(1, len(q_slab)))])
+        q_slab = np.asarray(q_slab, dtype=float)
+        shape = np.ones(len(q_slab)) if q_scale is None else np.exp(-q_slab / q_scale)
+        slab_w = (1 - q_spike) * shape / shape.sum() if len(q_slab) else shape
+        qw = np.concatenate([[q_spike], slab_w])
         P, Q = np.meshgrid(ps, qs, indexing="ij")
         W = np.outer(pw, qw)
         keep = Q < P

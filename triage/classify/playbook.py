@@ -67,6 +67,7 @@ GROUP_NAMES: dict[str, str] = {
     "rank": "rank of the process that logged the message, as the message states it",
     "host": "host name or address of the process that logged the message",
     "peer": "the other side the message names: a peer's host/address or a rank it blames",
+    "culprit": "the global rank the failure belongs to, when another rank reports it (probe checks)",
     "step": "training step / iteration",
     "seq": "collective sequence number (SeqNum)",
     "op": "collective op type (ALLREDUCE, BROADCAST, recv, ...)",

@@ -193,7 +193,7 @@ def run_job(
     raises. ``outdir`` must not already hold a run (its console.log).
     """
     fault = _normalise_fault(fault)
-    out = Path(outdir)
+    out = Path(outdir).resolve()  # the job runs with cwd=out: every path must be absolute
     if (out / "console.log").exists():
         raise InputError("already holds a run", where=str(out), hint="use a fresh directory")
     needs_target = {"exception", "sigkill", "hang", "nan"}

@@ -82,6 +82,7 @@ WINDOW = 4096
 BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
 ERROR_FILE_MAX = 16 << 20
 _STEP_ONLY = {KIND_STEP}
+_NO_TAG = split_prefix("")
 _DATED_RE = re.compile(rb"\b(\d{4})-[01]\d-[0-3]\d[T _][0-2]\d:[0-5]\d")  # a stamp with a year
 _BLOCK_LINE_RE = re.compile(r"^\s*(?:exitcode|traceback|error_file)\s*:")
 
@@ -447,6 +448,8 @@ class _Scanner:
                 stamp = parse_timestamp(exit_rec.time, self.default_year)
         if rank is None and "rank" in fields and fields["rank"].isdigit():
             rank = int(fields["rank"])
+        if fields.get("culprit", "").isdigit():  # another rank reports this rank's failure
+            rank, pfx = int(fields["culprit"]), _NO_TAG
         host = fields.get("host") or host
         if rank is not None and fields.get("host"):
             self.res.hosts.setdefault(rank, fields["host"])  # "srun: error: node-7: task 3: ..."
