@@ -17,6 +17,7 @@ Wilson lower bound (column low95), since 100 repetitions cannot prove 99% on the
 
     python benchmarks/bisect_accuracy.py            # 100 repetitions per setting
     python benchmarks/bisect_accuracy.py --reps 10  # quick look
+    python benchmarks/bisect_accuracy.py --q-scale none  # the uniform false-alarm prior (before)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from triage.bisect.ordered import OrderedSearch, binary_search, channel_capacity  # noqa: E402
+from triage.bisect.ordered import (NoiseGrid, OrderedSearch, binary_search,  # noqa: E402
+                                   channel_capacity)
 from triage.bisect.outcome import Outcome  # noqa: E402
 
 SETTINGS = [(1.0, 0.0), (0.5, 0.0), (0.2, 0.0), (1.0, 0.02), (0.5, 0.02), (0.2, 0.02)]
@@ -48,13 +50,13 @@ def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
 
 
 def one_run(n: int, p: float, q: float, rng: random.Random, confidence: float,
-            max_trials: int) -> tuple[bool, int, bool, int]:
+            max_trials: int, grid: NoiseGrid | None = None) -> tuple[bool, int, bool, int]:
     culprit = rng.randint(1, n)
 
     def trial(j: int) -> bool:
         return rng.random() < (p if j >= culprit else q)
 
-    s = OrderedSearch(n, confidence=confidence, max_trials=max_trials)
+    s = OrderedSearch(n, confidence=confidence, max_trials=max_trials, grid=grid)
     while True:
         ask = s.ask()
         if not ask:
@@ -73,8 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confidence", type=float, default=0.99)
     ap.add_argument("--max-trials", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--q-scale", default=None, metavar="S|none",
+                    help="false-alarm prior: slab weights exp(-q/S), or 'none' for the uniform "
+                         "slab used before issue 6 (default: the library's)")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = ap.parse_args(argv)
+    grid = None
+    if args.q_scale is not None:
+        grid = NoiseGrid.default(q_scale=None if args.q_scale == "none" else float(args.q_scale))
 
     rows = []
     t0 = time.perf_counter()
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(f"{args.seed}-{p}-{q}")
         ok = bok = trials = btrials = 0
         for _ in range(args.reps):
-            a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials)
+            a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials, grid)
             ok += a
             bok += b
             trials += t

@@ -46,13 +46,18 @@ def test_single_candidate_needs_no_trial():
 
 @pytest.mark.parametrize("p,q", [(0.5, 0.0), (0.3, 0.0), (0.6, 0.03)])
 def test_flaky_failure_is_found_and_rate_estimated(p, q):
-    hits = 0
-    for seed in range(5):
-        s = drive(2000, 1234, p=p, q=q, seed=seed)
-        st_ = s.state()
-        hits += st_.culprit == 1234
-        assert abs(st_.fail_rate - p) < 0.25
-    assert hits == 5
+    # A 0.99 answer is wrong about 1-3% of the time at p = 0.5 (a run of flaky passes can look
+    # like a deterministic failure at a later step), so this asks for >= 90% of 30 seeds. The
+    # rate is estimated from the trials at and after the culprit, sometimes only a few (all bad
+    # by luck, p ~ 1): the median estimate is within 0.1 and most are within 0.25.
+    rates = []
+    for seed in range(30):
+        st_ = drive(2000, 1234, p=p, q=q, seed=seed).state()
+        if st_.culprit == 1234:
+            rates.append(st_.fail_rate)
+    assert len(rates) >= 27
+    assert abs(float(np.median(rates)) - p) < 0.1
+    assert sum(abs(r - p) < 0.25 for r in rates) >= 0.85 * len(rates)
 
 
 def test_tell_order_does_not_matter():

@@ -10,10 +10,11 @@ Model
   culprit `c` is the index of the first bad value, `1 <= c <= N`, uniform a priori.
 - A trial at index `j` (0..N) fails with probability `p` if `j >= c`, else `q`.
 - `(p, q)` lives on a small grid with a spike-and-slab prior: `p = 1` (deterministic) has
-  prior mass 0.4, the rest is spread over 0.05..0.95; `q = 0` has 0.5, the rest over
-  0.005..0.2; only pairs with `q < p` (a culprit makes failure likelier, else there is nothing
-  to find). The posterior over `(c, p, q)` is exact on that grid; `p` and `q` are marginalised,
-  never plugged in.
+  prior mass 0.4, the rest is spread evenly over 0.05..0.95; `q = 0` has 0.5, the rest over
+  0.005..0.2 with weights falling as exp(-q / 0.03) (a false alarm in one trial of 30 is
+  plausible, one in five is allowed but needs data to be believed); only pairs with `q < p`
+  (a culprit makes failure likelier, else there is nothing to find). The posterior over
+  `(c, p, q)` is exact on that grid; `p` and `q` are marginalised, never plugged in.
 
 Why it is cheap: the likelihood of `(c, p, q)` only depends on four counts (bad and good
 trials at or after `c`, bad and good before `c`), and those counts are constant between two
@@ -31,11 +32,15 @@ batch is chosen "believer" style: pretend the likelier outcome of each chosen tr
 choose the next by information gain (k-ary search when deterministic; repeats and neighbours
 when the mass is concentrated).
 
-Measured (benchmarks/bisect_accuracy.py, N = 10,000): deterministic failures take about 1.4x
-log2(N)/C trials; flaky ones (p = 0.5, 0.2, with or without 2% false alarms) 1.8-2.1x, about
-99% accurate. Told the true p and q, the same search needs 1.0-1.15x: the difference is the
-price of learning both rates (mostly q: a later culprit with a high false-alarm rate explains
-a few early failures) while reaching 99%.
+Measured (benchmarks/bisect_accuracy.py, N = 10,000; docs/bisect.md has the table and what was
+tried for issue 6): deterministic failures take about 1.45x log2(N)/C trials; flaky ones (p =
+0.5, 0.2, with or without 2% false alarms) 1.6-1.8x (1.8-2.1x with a uniform q slab, which let
+a high false-alarm rate explain away every failure). Told the true p and q, the same search
+needs 1.0-1.15x; told q = 0 only, 1.45-1.75x: most of the remaining gap is the price of
+learning p. Calibration: at p = 0.5 a 0.99 answer is right about 97.5-98% of the time, not 99%
+(200 runs): a run of flaky passes can look exactly like a deterministic failure at a later
+step, and p = 1 has prior mass 0.4. Less spike mass fixes that but costs the deterministic case
+its 1.5x, so the spike stays.
 
 Stopping: when one index holds at least `confidence` of the posterior mass (that needs a good
 trial just before it and a bad one at it), or at `max_trials`. SKIP and UNRELATED trials carry
@@ -237,7 +242,7 @@ class OrderedSearch:
         s = int(np.argmax(dens))
         lo, hi = _credible(starts, lengths, W, s, self.confidence)
         nbad = int(sum(self._bad))
-        return OrderedState(culprit=int(starts[s]), confidence=float(dens[s]), interval=(lo, hi),
+        return OrderedState(culprit=int(starts[s]), confidence=min(1.0, float(dens[s])), interval=(lo, hi),
                             fail_rate=pmean, false_alarm_rate=qmean, trials=len(self._pos),
                             bad=nbad, good=len(self._pos) - nbad)
 
