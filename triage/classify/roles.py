@@ -39,6 +39,7 @@ class Verdict:
     why: str
     hang: Any = None
     synthetic: bool = False  # the root is inferred (a silent rank), not a line of its own
+    advice: str | None = None  # playbook whose advice fits an inferred root (the timeout rule)
 
 
 def order_key(o) -> tuple:
@@ -101,7 +102,10 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
         why = (f"no rank reported an error of its own; hang analysis: {verdict.why}")
         if not own:
             why += f" (the line quoted is the earliest symptom, on rank {first.rank})"
-        return Verdict(root, family, culprit, why, verdict, synthetic=not own)
+        timeouts = [o for o in occs if o.family in ("collective_timeout", "collective_mismatch",
+                                                    "comm_error")]
+        advice = _earliest(timeouts).rule if timeouts else None  # the others' symptom explains it
+        return Verdict(root, family, culprit, why, verdict, synthetic=not own, advice=advice)
     why = (f"no rank reported an error of its own; the earliest failure is this {first.family} "
            f"at {_where(first)}")
     if verdict is not None:

@@ -122,18 +122,19 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
         root_failure = failure(verdict.root, Role.ROOT.value, verdict.why, verdict.root_family,
                                verdict.root_rank)
         root_sig = verdict.root.sig
+        if verdict.advice is not None:
+            root_failure = replace(root_failure, playbook=verdict.advice)
         if verdict.synthetic:
             # A silent rank: the failure is inferred. It gets a signature of its own, and the
             # symptom line it quotes stays a symptom in the table.
             tmpl = f"rank <NUM> silent: {verdict.root_family} inferred from other ranks' {verdict.root.family}"
             root_sig = signature_id(verdict.root_family, None, tmpl)
-            root_failure = replace(root_failure, signature=root_sig, playbook=None, fields={},
-                                   frames=())
+            root_failure = replace(root_failure, signature=root_sig, fields={}, frames=())
             rr = verdict.root_rank
             extra_summary = SignatureSummary(
                 id=root_sig, family=verdict.root_family, template=tmpl, count=1,
                 ranks=(rr,) if rr is not None else (), hosts=(hosts[rr],) if rr in hosts else (),
-                first_step=root_failure.step, playbook=None)
+                first_step=root_failure.step, playbook=root_failure.playbook)
 
     # Per signature: count, ranks, hosts, first step, and its representative (first) occurrence.
     sigs: dict[str, dict] = {}
