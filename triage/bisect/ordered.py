@@ -39,8 +39,8 @@ a high false-alarm rate explain away every failure). Told the true p and q, the 
 needs 1.0-1.15x; told q = 0 only, 1.45-1.75x: most of the remaining gap is the price of
 learning p. Calibration: at p = 0.5 a 0.99 answer is right about 97.5-98% of the time, not 99%
 (200 runs): a run of flaky passes can look exactly like a deterministic failure at a later
-step, and p = 1 has prior mass 0.4. Less spike mass fixes that but costs the deterministic case
-its 1.5x, so the spike stays.
+step, and p = 1 has prior mass 0.4. Less spike mass costs the deterministic case its 1.5x
+without clearly fixing that (0.3: 99.5% / 97.5% at p = 0.5, q = 0 / 0.02), so the spike stays.
 
 Stopping: when one index holds at least `confidence` of the posterior mass (that needs a good
 trial just before it and a bad one at it), or at `max_trials`. SKIP and UNRELATED trials carry
