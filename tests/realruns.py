@@ -127,4 +127,5 @@ def real_run_reduce_bug(real_job):
 
 @pytest.fixture(scope="session")
 def real_run_ddp(real_job):
-    return real_job(extra_args=("--sync", "ddp", "--optim", "torch"))
+    # DDP imports torch._dynamo: slow to start on a busy machine, so a longer group timeout
+    return real_job(extra_args=("--sync", "ddp", "--optim", "torch"), pg_timeout=60.0)

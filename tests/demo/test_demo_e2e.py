@@ -76,6 +76,13 @@ def test_root_cause_rank_and_family_match_the_injection(small_demo):
         if run.root is None or not loud:
             continue
         crash = loud[0]
+        if "parameter checksums differ" in run.root["message"]:
+            # The probe's cross-rank check saw the silent corruption before the crash: the root
+            # is then the first injection (often a bitflip), on the rank it hit.
+            first = run.job.injected[0]
+            assert run.root["rank"] == first.rank, run.spec.name
+            assert first.step <= crash.step
+            continue
         if crash.fault == "data_error" or crash.detail.get("kind") in ("nan", "huge"):
             assert run.root["rank"] == crash.rank, run.spec.name
             key = crash.fault + (":" + crash.detail["kind"] if "kind" in crash.detail else "")

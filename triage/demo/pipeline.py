@@ -347,7 +347,10 @@ def compare_with_truth(result: DemoResult) -> dict[str, Any]:
         if first is None:
             continue
         loud = [i for i in run.job.injected if i.detail.get("kind") != "bitflip"]
-        if run.root is not None and loud:
+        if run.root is not None and "parameter checksums differ" in run.root.get("message", ""):
+            # the probe saw the silent wrong sum first: the root is the first injection's rank
+            checks["root_ranks"][run.spec.name] = run.root.get("rank") == first.rank
+        elif run.root is not None and loud:
             checks["root_ranks"][run.spec.name] = run.root.get("rank") == loud[0].rank
         reduce = [i for i in run.job.injected if i.fault == "reduce_bug"]
         if reduce and run.first_bad_step is not None:
