@@ -13,7 +13,7 @@ to tell which patterns hit). Both are exact supersets of the rules' `any` patter
 the full rules decide.
 
 Pattern ids: rule patterns first (owner rule index in `pattern_owner`), then the structural
-ones (step lines, elastic exit records, world size), each with its kind in `pattern_kind`.
+ones (elastic exit records, world size), each with its kind in `pattern_kind`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from triage.classify.playbook import Playbook
 from triage.parse.elastic import EXIT_PREFILTER
 from triage.parse.runinfo import WORLD_PREFILTER
-from triage.parse.steps import STEP_PREFILTER
 
 try:  # optional fast path
     import hyperscan  # type: ignore
@@ -70,10 +69,9 @@ class Engine:
                 patterns.append((p, rule.ignore_case))
                 kinds.append(KIND_RULE)
                 owners.append(i)
-        for p in STEP_PREFILTER:
-            patterns.append((p, False))
-            kinds.append(KIND_STEP)
-            owners.append(-1)
+        # Step lines are not in the prefilter: in per-rank logs nearly every line is one, and any
+        # per-line work would dominate. Steps are read lazily, backwards from the few lines that
+        # need one (triage.scan.worker).
         for kind, pats in ((KIND_EXIT, EXIT_PREFILTER), (KIND_WORLD, WORLD_PREFILTER)):
             for p in pats:
                 patterns.append((p, False))

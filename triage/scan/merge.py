@@ -4,10 +4,10 @@ Pieces arrive in any order (from processes or a Dask cluster); the merge sorts t
 byte offset), so the result does not depend on how the work was split or scheduled.
 
 Step at failure (DESIGN.md: the step the error states, else the last step that rank reported
-before it), resolved in this order: the line's own step; the rank's last step earlier in the same
-input (this piece, then earlier pieces); the last step any rank reported earlier in that input
-(consoles where only rank 0 prints steps); the rank's last step anywhere (per-rank stdout/stderr
-pairs); else unknown.
+before it), resolved in this order: the line's own step; the rank's last step line within the
+lookback window before it; the last step any rank reported there (consoles where only rank 0
+prints steps); the rank's last step in the tail of any input (per-rank stdout/stderr pairs); else
+unknown. Every source is a fixed window of the file, so the answer does not depend on the split.
 """
 
 from __future__ import annotations
@@ -47,22 +47,12 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
     for spec in specs:
         pieces = by_input.get(spec.index, [])
         line_base = 0
-        rank_state: dict[int, int] = {}
-        any_state: int | None = None
         nbytes = 0
         for piece in pieces:
             for occ in piece.occs.values():
                 occ.line_rel += line_base
-                if not occ.step_from_line:
-                    if occ.step is None and occ.rank is not None:
-                        occ.step = rank_state.get(occ.rank)
-                    if occ.step is None:
-                        occ.step = occ.global_step if occ.global_step is not None else any_state
             line_base += piece.lines
             nbytes += piece.bytes
-            rank_state.update(piece.rank_steps)
-            if piece.global_step is not None:
-                any_state = piece.global_step
             for rk, st in piece.rank_steps.items():
                 rank_last[rk] = st if rk not in rank_last else max(rank_last[rk], st)
             for rk, h in piece.hosts.items():
@@ -91,7 +81,9 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
     occs = list(merged.values())
     for o in occs:
         if o.step is None and o.rank is not None:
-            o.step = rank_last.get(o.rank)
+            o.step = rank_last.get(o.rank)  # not within its lookback: the rank's last step
+        if o.step is not None and (max_step is None or o.step > max_step):
+            max_step = o.step
         if o.host is None and o.rank is not None:
             o.host = hosts.get(o.rank)
         if o.rank is not None:

@@ -3,7 +3,9 @@
 A worker reads its piece in big chunks into one reused buffer, asks the engine for prefilter
 hits, and turns only the hit lines into observations:
 
-- step lines update the rank's last step (and the rank-less "global" step);
+- steps are read lazily: backwards from a failure's line (the rank's own last step line, else
+  any rank's) within the lookback window, and from the end of each input (every rank's last step:
+  the exposure), never line by line, because in per-rank logs nearly every line is a step line;
 - elastic exit records give rank, host and exit code;
 - lines a playbook rule classifies become occurrences, aggregated by (signature, rank): the first
   one keeps its message, source line, time, step and traceback; later ones only count.
@@ -12,7 +14,8 @@ Determinism: everything a hit needs from earlier text (its traceback, a timestam
 line of the same rank, the fields of an elastic block) is read from a fixed window of HISTORY bytes
 before the hit line, taken from the file itself when the window reaches before the piece. So a
 file split into pieces gives the same answers as one piece. What a piece cannot know (the last
-step a rank printed before the piece began) is reported as unresolved and filled in by the merge.
+step a rank printed before the window) is left to the merge, which uses the rank's last step in
+its input.
 
 Bounds: memory is the chunk buffer, the history window and the aggregated occurrences; a line
 longer than LONG_LINE is cut to a WINDOW around the hit (the message says so with "…").
@@ -31,12 +34,12 @@ from typing import BinaryIO, Callable
 from triage.classify.signature import signature_id, template
 from triage.ingest.discover import KIND_ERROR_JSON, KIND_GZ, KIND_STDIN, InputSpec
 from triage.parse.elastic import parse_block, parse_error_file
-from triage.parse.prefix import find_record_starts, rank_of_bytes, split_prefix, strip_ansi
+from triage.parse.prefix import find_record_starts, split_prefix, strip_ansi
 from triage.parse.runinfo import parse_world_size
-from triage.parse.steps import parse_step, parse_step_bytes
+from triage.parse.steps import STEP_BYTES_RE, parse_step
 from triage.parse.timestamps import parse_timestamp
 from triage.parse.traceback import chained_before, frames_backward, frames_from_callstack
-from triage.scan.engine import KIND_EXIT, KIND_RULE, KIND_STEP, KIND_WORLD, Engine, looks_like_exception
+from triage.scan.engine import KIND_EXIT, KIND_RULE, KIND_WORLD, Engine, looks_like_exception
 
 try:
     from isal import igzip as _fast_gzip  # type: ignore
@@ -80,8 +83,8 @@ HISTORY = 256 << 10
 LONG_LINE = 64 << 10
 WINDOW = 4096
 BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
+TAIL_BYTES = 4 << 20  # the end of an input read for every rank's last step
 ERROR_FILE_MAX = 16 << 20
-_STEP_ONLY = {KIND_STEP}
 _NO_TAG = split_prefix("")
 _DATED_RE = re.compile(rb"\b(\d{4})-[01]\d-[0-3]\d[T _][0-2]\d:[0-5]\d")  # a stamp with a year
 _BLOCK_LINE_RE = re.compile(r"^\s*(?:exitcode|traceback|error_file)\s*:")
@@ -100,7 +103,6 @@ class Occ:
     host: str | None
     step: int | None  # stated by the line, or the rank's last step within this piece
     step_from_line: bool
-    global_step: int | None  # the last step any rank reported before it, within this piece
     time: str | None
     time_key: float | None
     input_index: int
@@ -122,8 +124,7 @@ class PieceResult:
     lines: int = 0
     bytes: int = 0
     occs: dict = field(default_factory=dict)  # key -> Occ
-    rank_steps: dict = field(default_factory=dict)  # rank -> last step at piece end
-    global_step: int | None = None
+    rank_steps: dict = field(default_factory=dict)  # rank -> last step (only from an input's tail)
     max_step: int | None = None
     hosts: dict = field(default_factory=dict)  # rank -> host
     exits: dict = field(default_factory=dict)  # rank -> (exit_code, elastic_root)
@@ -158,6 +159,18 @@ def _year_of(spec: InputSpec) -> int:
     return _time.gmtime(t).tm_year
 
 
+_BUF: bytearray | None = None
+
+
+def _buffer() -> bytearray:
+    """One chunk buffer per process, reused by every piece (allocating 8 MiB per small file
+    would cost more than reading it)."""
+    global _BUF
+    if _BUF is None or len(_BUF) != CHUNK_SIZE:
+        _BUF = bytearray(CHUNK_SIZE)
+    return _BUF
+
+
 class _Scanner:
     """State of one piece while it is read."""
 
@@ -166,8 +179,7 @@ class _Scanner:
         self.piece = piece
         self.spec = piece.spec
         self.res = PieceResult(piece.spec.index, piece.start)
-        self.rank_steps: dict = {}
-        self.global_step: int | None = None
+        self._step_cache: dict = {}  # tag -> (absolute line start, step) of the last lookup
         self.default_year = _year_of(piece.spec)
         self.progress = progress
         self.rules = engine.playbook.rules
@@ -199,13 +211,11 @@ class _Scanner:
         finally:
             if f is not sys.stdin.buffer:
                 f.close()
-        self.res.rank_steps = self.rank_steps
-        self.res.global_step = self.global_step
         return self.res
 
     def _read(self, f: BinaryIO) -> None:
         piece = self.piece
-        buf = bytearray(CHUNK_SIZE)
+        buf = _buffer()
         mv = memoryview(buf)
         history = b""
         pos = piece.start  # absolute offset of buf[0]
@@ -263,6 +273,7 @@ class _Scanner:
             self._chunk(buf, n_proc, pos, history, line_no)
             line_no += count_newlines(buf, n_proc)
             ends_with_nl = buf[n_proc - 1] == 0x0A
+            self._end_abs = pos + n_proc
             self.res.bytes += n_proc
             self._tick(n_proc)
             if not done and not eof:
@@ -275,10 +286,25 @@ class _Scanner:
             else:
                 break
         self.res.lines = line_no + (0 if ends_with_nl or self.res.bytes == 0 else 1)
-        if self._tail:
-            self.res.last_stamp = self._edge_stamp(self._tail, first=False)
+        if self.piece.end is None:
+            tail = self._input_tail()
+            if tail:
+                self.res.last_stamp = self._edge_stamp(tail[-(1 << 16):], first=False)
+                self.tail_steps(tail)
+
+    def _input_tail(self) -> bytes:
+        """The last TAIL_BYTES of the input, the same bytes however the input was split."""
+        if self.spec.kind == "log" and self.spec.real and self.piece.start > 0:
+            try:
+                with open(self.spec.real, "rb") as fh:
+                    fh.seek(max(0, self._end_abs - TAIL_BYTES))
+                    return fh.read(min(TAIL_BYTES, self._end_abs))
+            except OSError:
+                return self._tail
+        return self._tail
 
     _tail = b""
+    _end_abs = 0
 
     def _edge_stamp(self, data: bytes, first: bool):
         """(key, iso) of the first (or last) timestamped line among the edge lines of `data`."""
@@ -288,7 +314,7 @@ class _Scanner:
         else:
             lines = list(reversed(lines[1:] if len(lines) > 1 else lines))
         for raw in lines[:200]:
-            text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rsplit("\r", 1)[-1]
+            text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rstrip("\r").rsplit("\r", 1)[-1]
             st = parse_timestamp(text[split_prefix(text).offset:], self.default_year)
             if st is not None:
                 return (st.key, st.iso)
@@ -306,7 +332,7 @@ class _Scanner:
             if m is not None and 1970 <= int(m.group(1)) <= 2999:
                 self.default_year = int(m.group(1))
             self.res.first_stamp = self._edge_stamp(bytes(buf[: min(n, 1 << 16)]), first=True)
-        self._tail = bytes(buf[max(0, n - (1 << 16)):n])
+        self._tail = (self._tail + bytes(buf[max(0, n - TAIL_BYTES):n]))[-TAIL_BYTES:]
         hits = self.engine.hits(buf, n)
         if not hits:
             return
@@ -332,31 +358,11 @@ class _Scanner:
             if ls == le:
                 continue
             want = {kinds[x] for x in ids}
-            if want == _STEP_ONLY and self._fast_step(buf, ls, le):
-                continue
             rule_idx = sorted({owners[x] for x in ids if kinds[x] == KIND_RULE},
                               key=lambda r: (-self.rules[r].priority, r))
             self.res.candidates += 1
             self._line(buf, ls, le, p, base, history, line_base + index.line_of(ls) + 1,
                        rule_idx, want)
-
-    def _fast_step(self, buf, ls, le) -> bool:
-        """A plain step line (the most common hit): rank and step straight from the bytes."""
-        if le - ls > 4096 or buf.find(b"\x1b", ls, le) >= 0 or buf.find(b"\r", ls, le) >= 0:
-            return False
-        st = parse_step_bytes(buf, ls, le)
-        if st is None:
-            return True  # the prefilter's superset: not a step line after all
-        rank = rank_of_bytes(buf, ls, le)
-        if rank is None:
-            rank = self.spec.rank_hint
-        self.global_step = st
-        if rank is not None:
-            self.rank_steps[rank] = st
-            self.res.ranks.add(rank)
-        if self.res.max_step is None or st > self.res.max_step:
-            self.res.max_step = st
-        return True
 
     def _line(self, buf, ls, le, hit_pos, base, history, line_no, rule_idx, want) -> None:
         cut = False
@@ -399,14 +405,6 @@ class _Scanner:
                 self.res.ranks.add(rank)
             if pfx.host and rank is not None:
                 self.res.hosts.setdefault(rank, pfx.host)
-            if KIND_STEP in want:
-                st = parse_step(msg)
-                if st is not None:
-                    self.global_step = st  # the last step any rank reported
-                    if rank is not None:
-                        self.rank_steps[rank] = st
-                    if self.res.max_step is None or st > self.res.max_step:
-                        self.res.max_step = st
             if KIND_WORLD in want:
                 ws = parse_world_size(msg)
                 if ws is not None and (self.res.world_size is None or ws > self.res.world_size):
@@ -467,8 +465,8 @@ class _Scanner:
         step = None
         if "step" in fields and fields["step"].isdigit():
             step, step_from_line = int(fields["step"]), True
-        elif rank is not None:
-            step = self.rank_steps.get(rank)
+        else:
+            step = self._step_before(buf, ls, base, history, pfx.tag)
         frames: tuple = ()
         chained = False
         need_back = not own_stamp or looks_like_exception(msg)
@@ -491,11 +489,62 @@ class _Scanner:
         self.res.occs[key] = Occ(
             sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
             rank=rank, host=host, step=step, step_from_line=step_from_line,
-            global_step=self.global_step, time=stamp.iso if stamp else None,
+            time=stamp.iso if stamp else None,
             time_key=stamp.key if stamp else None, input_index=self.spec.index,
             offset=base + ls, line_rel=line_no, message=rec.rstrip("\n")[:WINDOW * 2],
             fields=dict(fields), frames=frames, chained=chained, exit_code=exit_code,
             elastic_root=elastic_root)
+
+    def _step_before(self, buf, ls, base, history, tag):
+        """The step this rank last reported before the line at `ls` (else any rank's), from the
+        lookback window (HISTORY bytes). A walk stops at the previous lookup's line for the same
+        tag and reuses its answer when that answer lies inside this window too, so a wall of
+        4,000 timeouts costs one walk, and the answer is the same however the file was split."""
+        here = base + ls
+        window_start = here - HISTORY
+        keys = (tag, None) if tag else (None,)
+        for key in keys:
+            cached = self._step_cache.get(key)
+            found = None
+            for line, start in self._back_lines(buf, ls, history, key, 1 << 30,
+                                                with_offsets=True, base=base):
+                if cached is not None and start <= cached[0]:
+                    if cached[1] is not None and cached[2] >= window_start:
+                        found = (cached[1], cached[2])
+                    break
+                st = parse_step(line)
+                if st is not None:
+                    found = (st, start)
+                    break
+            if found is not None:
+                self._step_cache[key] = (here, found[0], found[1])
+                return found[0]
+            self._step_cache[key] = (here, None, None)
+        return None
+
+    def tail_steps(self, tail: bytes) -> None:
+        """Every rank's last step, from the last TAIL_BYTES of an input (its exposure)."""
+        lines = tail.split(b"\n")[1:] if len(tail) >= TAIL_BYTES else tail.split(b"\n")
+        steps = self.res.rank_steps
+        single = self.spec.rank_hint is not None
+        for raw in reversed(lines):
+            if not raw or (b"tep" not in raw and b"iter" not in raw and b"Iter" not in raw
+                           and not (b"/" in raw and b"it/s" in raw)) \
+                    or STEP_BYTES_RE.search(raw, 0, 4096) is None:
+                continue  # C-speed test first: most lines of a tail are not step lines
+            text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rstrip("\r").rsplit("\r", 1)[-1]
+            p = split_prefix(text)
+            st = parse_step(text[p.offset:])
+            if st is None:
+                continue
+            rank = p.rank if p.rank is not None else self.spec.rank_hint
+            if self.res.max_step is None or st > self.res.max_step:
+                self.res.max_step = st
+            if rank is not None and rank not in steps:
+                steps[rank] = st
+                self.res.ranks.add(rank)
+            if single:
+                break  # a per-rank file: its last step line is all it has to say
 
     def _exit_block(self, msg, buf, ls, history, tag):
         if not _BLOCK_LINE_RE.match(msg):
@@ -503,12 +552,15 @@ class _Scanner:
         back = list(self._back_lines(buf, ls, history, None, 14))
         return parse_block(msg.strip(), back)
 
-    def _back_lines(self, buf, ls, history, tag: str, limit: int):
-        """Decoded lines before the hit line, newest first; only `tag`'s lines when tagged."""
+    def _back_lines(self, buf, ls, history, tag: str, limit: int, with_offsets: bool = False,
+                    base: int = 0):
+        """Decoded lines before the hit line, newest first; only `tag`'s lines when tagged.
+        With `with_offsets`, (line, absolute offset of its start) pairs."""
         lo = max(0, ls - HISTORY)
         window = bytes(buf[lo:ls])
         if len(window) < HISTORY and history:
             window = history[-(HISTORY - len(window)):] + window
+        wstart = base + ls - len(window)  # absolute offset of window[0]
         tagb = _tag_key(tag)
         pos = len(window)
         count = 0
@@ -524,15 +576,18 @@ class _Scanner:
             else:
                 j = window.rfind(b"\n", 0, pos - 1)
                 if j < 0:
-                    break
-                start = j + 1
+                    if wstart != 0 or pos <= 0:
+                        break  # the window's first line may be cut: only whole lines count
+                    start = 0  # the input's very first line
+                else:
+                    start = j + 1
             e = window.find(b"\n", start, pos)
             e = pos if e < 0 else e
             line = strip_ansi(window[start:e][:LONG_LINE].decode("utf-8", "replace")).rstrip("\r")
             if "\r" in line:
                 line = line.rsplit("\r", 1)[-1]
             p = split_prefix(line)
-            yield line[p.offset:]
+            yield (line[p.offset:], wstart + start) if with_offsets else line[p.offset:]
             pos = start
             count += 1
 
@@ -573,7 +628,7 @@ class _Scanner:
         frames = frames_from_callstack(ef.callstack) if ef.callstack else ()
         self.res.occs[key] = Occ(
             sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
-            rank=rank, host=None, step=None, step_from_line=False, global_step=None,
+            rank=rank, host=None, step=None, step_from_line=False,
             time=ef.time, time_key=ef.time_key, input_index=spec.index, offset=0,
             line_rel=ef.line, message=line[:WINDOW * 2], fields=dict(fields), frames=frames,
             chained=False)
