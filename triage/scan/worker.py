@@ -159,6 +159,7 @@ def _year_of(spec: InputSpec) -> int:
     return _time.gmtime(t).tm_year
 
 
+_STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
 _BUF: bytearray | None = None
 
 
@@ -308,10 +309,11 @@ class _Scanner:
 
     def _edge_stamp(self, data: bytes, first: bool):
         """(key, iso) of the first (or last) timestamped line among the edge lines of `data`."""
-        lines = data.split(b"\n")
         if first:
+            lines = data.split(b"\n", 16)
             lines = lines[:-1] if len(lines) > 1 else lines
         else:
+            lines = data.rsplit(b"\n", 16)
             lines = list(reversed(lines[1:] if len(lines) > 1 else lines))
         for raw in lines[:200]:
             text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rstrip("\r").rsplit("\r", 1)[-1]
@@ -505,21 +507,55 @@ class _Scanner:
         keys = (tag, None) if tag else (None,)
         for key in keys:
             cached = self._step_cache.get(key)
-            found = None
-            for line, start in self._back_lines(buf, ls, history, key, 1 << 30,
-                                                with_offsets=True, base=base):
-                if cached is not None and start <= cached[0]:
-                    if cached[1] is not None and cached[2] >= window_start:
-                        found = (cached[1], cached[2])
-                    break
-                st = parse_step(line)
-                if st is not None:
-                    found = (st, start)
-                    break
+            if key is None:
+                found = self._last_step_any(buf, ls, base, history, cached, window_start)
+            else:
+                found = None
+                for line, start in self._back_lines(buf, ls, history, key, 1 << 30,
+                                                    with_offsets=True, base=base):
+                    if cached is not None and start <= cached[0]:
+                        if cached[1] is not None and cached[2] >= window_start:
+                            found = (cached[1], cached[2])
+                        break
+                    st = parse_step(line)
+                    if st is not None:
+                        found = (st, start)
+                        break
             if found is not None:
                 self._step_cache[key] = (here, found[0], found[1])
                 return found[0]
             self._step_cache[key] = (here, None, None)
+        return None
+
+    def _last_step_any(self, buf, ls, base, history, cached, window_start):
+        """The last step line of any rank in the window, found from the end with C-speed
+        searches for the step keywords, so a window with no step line costs four scans."""
+        lo = max(0, ls - HISTORY)
+        window = bytes(buf[lo:ls])
+        if len(window) < HISTORY and history:
+            window = history[-(HISTORY - len(window)):] + window
+        wstart = base + ls - len(window)
+        floor = 0
+        if cached is not None and cached[0] > wstart:
+            floor = cached[0] - wstart  # nothing new below the previous lookup's line
+        pos = len(window)
+        while pos > floor:
+            cand = max(window.rfind(k, floor, pos) for k in _STEP_KEYS)
+            if cand < 0:
+                break
+            start = window.rfind(b"\n", 0, cand) + 1
+            if start == 0 and wstart != 0:
+                break  # a cut first line
+            end = window.find(b"\n", cand)
+            end = pos if end < 0 or end > pos else end
+            text = strip_ansi(window[start:end][:4096].decode("utf-8", "replace")).rstrip("\r")
+            text = text.rsplit("\r", 1)[-1]
+            st = parse_step(text[split_prefix(text).offset:])
+            if st is not None:
+                return (st, wstart + start)
+            pos = start
+        if cached is not None and cached[1] is not None and cached[2] >= window_start:
+            return (cached[1], cached[2])
         return None
 
     def tail_steps(self, tail: bytes) -> None:
