@@ -160,6 +160,20 @@ def _year_of(spec: InputSpec) -> int:
 
 
 _STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
+
+
+def _step_candidates(data: bytes, floor: int, pos: int):
+    """Offsets of step keywords in data[floor:pos], last first. Each keyword is searched once
+    per occurrence (not once per candidate), so a whole window costs O(len)."""
+    last = {k: data.rfind(k, floor, pos) for k in _STEP_KEYS}
+    while True:
+        k, cand = max(last.items(), key=lambda kv: kv[1])
+        if cand < 0:
+            return
+        yield cand
+        for key, at in last.items():
+            if at >= cand:
+                last[key] = data.rfind(key, floor, cand)
 _BUF: bytearray | None = None
 
 
@@ -539,10 +553,9 @@ class _Scanner:
         if cached is not None and cached[0] > wstart:
             floor = cached[0] - wstart  # nothing new below the previous lookup's line
         pos = len(window)
-        while pos > floor:
-            cand = max(window.rfind(k, floor, pos) for k in _STEP_KEYS)
-            if cand < 0:
-                break
+        for cand in _step_candidates(window, floor, pos):
+            if cand >= pos:
+                continue
             start = window.rfind(b"\n", 0, cand) + 1
             if start == 0 and wstart != 0:
                 break  # a cut first line
@@ -559,15 +572,23 @@ class _Scanner:
         return None
 
     def tail_steps(self, tail: bytes) -> None:
-        """Every rank's last step, from the last TAIL_BYTES of an input (its exposure)."""
-        lines = tail.split(b"\n")[1:] if len(tail) >= TAIL_BYTES else tail.split(b"\n")
+        """Every rank's last step, from the last TAIL_BYTES of an input (its exposure). Jumps
+        from one step keyword to the previous with C-speed searches: lines that cannot be step
+        lines are never decoded."""
         steps = self.res.rank_steps
         single = self.spec.rank_hint is not None
-        for raw in reversed(lines):
-            if not raw or (b"tep" not in raw and b"iter" not in raw and b"Iter" not in raw
-                           and not (b"/" in raw and b"it/s" in raw)) \
-                    or STEP_BYTES_RE.search(raw, 0, 4096) is None:
-                continue  # C-speed test first: most lines of a tail are not step lines
+        floor = tail.find(b"\n") + 1 if len(tail) >= TAIL_BYTES else 0  # a cut first line
+        pos = len(tail)
+        for cand in _step_candidates(tail, floor, pos):
+            if cand >= pos:
+                continue  # another keyword on a line already read
+            start = tail.rfind(b"\n", floor, cand) + 1 or floor
+            end = tail.find(b"\n", cand)
+            end = len(tail) if end < 0 else end
+            pos = start
+            raw = tail[start:end]
+            if STEP_BYTES_RE.search(raw, 0, 4096) is None:
+                continue
             text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rstrip("\r").rsplit("\r", 1)[-1]
             p = split_prefix(text)
             st = parse_step(text[p.offset:])
