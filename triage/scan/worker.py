@@ -481,6 +481,8 @@ class _Scanner:
         step = None
         if "step" in fields and fields["step"].isdigit():
             step, step_from_line = int(fields["step"]), True
+        elif (stated := parse_step(msg)) is not None:
+            step, step_from_line = stated, True  # "loss is nan at step 12": the error states it
         else:
             step = self._step_before(buf, ls, base, history, pfx.tag)
         frames: tuple = ()
