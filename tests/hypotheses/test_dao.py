@@ -28,7 +28,8 @@ def test_migrates_from_an_older_case(tmp_path):
         (old_dir / m.path.name).write_text(m.path.read_text(encoding="utf-8"), encoding="utf-8")
     CaseStore.open(tmp_path / "c.db", migrations_dir=old_dir).close()
     with CaseStore.open(tmp_path / "c.db") as store:
-        store.conn.execute("SELECT count(*) FROM user_hypotheses").fetchone()
+        assert store.conn.execute("SELECT count(*) FROM user_hypotheses").fetchone()[0] == 0
+        assert store.schema_version >= 3
 
 
 def test_add_get_replace_remove(tmp_path):
