@@ -36,6 +36,7 @@ KIND_RULE = 0
 KIND_STEP = 1
 KIND_EXIT = 2
 KIND_WORLD = 3
+KIND_STEPKEY = 4  # any step keyword in a chunk (reported once per chunk: presence only)
 
 
 def _re2_options(ignore_case: bool = False):
@@ -77,6 +78,10 @@ class Engine:
                 patterns.append((p, False))
                 kinds.append(kind)
                 owners.append(-1)
+        if backend in (None, "hyperscan") and hyperscan is not None:
+            patterns.append(("tep|iter|Iter|it/s", False))
+            kinds.append(KIND_STEPKEY)
+            owners.append(-1)
         if backend is None:
             backend = "hyperscan" if hyperscan is not None else "re2"
         eng = cls(playbook, backend, kinds, owners)
@@ -91,20 +96,25 @@ class Engine:
     def _compile_hyperscan(self, patterns: list[tuple[str, bool]]) -> None:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         exprs, flags = [], []
-        for p, icase in patterns:
+        for (p, icase), kind in zip(patterns, self.pattern_kind):
             exprs.append(p.encode("utf-8"))
             f = hyperscan.HS_FLAG_PREFILTER
             if icase:
                 f |= hyperscan.HS_FLAG_CASELESS
+            if kind == KIND_STEPKEY:
+                f = hyperscan.HS_FLAG_SINGLEMATCH
             flags.append(f)
         try:
             db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
                        flags=flags)
         except Exception:
-            # One odd pattern must not cost the fast path for all: compile one by one, and let
-            # the RE2 backend take the whole set if any pattern is refused.
+            # One odd pattern must not cost the fast path for all: let the RE2 backend take the
+            # whole set if any pattern is refused (without the presence-only pattern).
             self.backend = "re2"
-            self._compile_re2(patterns)
+            keep = [i for i, k in enumerate(self.pattern_kind) if k != KIND_STEPKEY]
+            self.pattern_kind = [self.pattern_kind[i] for i in keep]
+            self.pattern_owner = [self.pattern_owner[i] for i in keep]
+            self._compile_re2([patterns[i] for i in keep])
             return
         self._db = db
         self._scratch = hyperscan.Scratch(db)
@@ -124,6 +134,10 @@ class Engine:
                 s.Compile()
                 sets.append((s, ids))
         self._sets = sets
+
+    @property
+    def has_step_presence(self) -> bool:
+        return KIND_STEPKEY in self.pattern_kind
 
     def hits(self, buf, n: int) -> list[tuple[int, int]]:
         """(end offset, pattern id) of every prefilter hit in buf[:n], in offset order."""

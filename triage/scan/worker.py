@@ -26,6 +26,8 @@ from __future__ import annotations
 import gzip
 import os
 import re
+
+import re2
 import sys
 import time as _time
 from dataclasses import dataclass, field
@@ -39,7 +41,8 @@ from triage.parse.runinfo import parse_world_size
 from triage.parse.steps import STEP_BYTES_RE, parse_step
 from triage.parse.timestamps import parse_timestamp
 from triage.parse.traceback import chained_before, frames_backward, frames_from_callstack
-from triage.scan.engine import KIND_EXIT, KIND_RULE, KIND_WORLD, Engine, looks_like_exception
+from triage.scan.engine import (KIND_EXIT, KIND_RULE, KIND_STEPKEY, KIND_WORLD, Engine,
+                                looks_like_exception)
 
 try:
     from isal import igzip as _fast_gzip  # type: ignore
@@ -162,9 +165,15 @@ def _year_of(spec: InputSpec) -> int:
 _STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
 
 
+_STEP_KEYS_RE = re2.compile(b"|".join(_STEP_KEYS))  # one pass: is there any step keyword?
+
+
 def _step_candidates(data: bytes, floor: int, pos: int):
     """Offsets of step keywords in data[floor:pos], last first. Each keyword is searched once
-    per occurrence (not once per candidate), so a whole window costs O(len)."""
+    per occurrence (not once per candidate), so a whole window costs O(len); a window without
+    any keyword (most per-rank files but rank 0's) costs one RE2 pass."""
+    if _STEP_KEYS_RE.search(data, floor, pos) is None:
+        return
     last = {k: data.rfind(k, floor, pos) for k in _STEP_KEYS}
     while True:
         k, cand = max(last.items(), key=lambda kv: kv[1])
@@ -305,7 +314,8 @@ class _Scanner:
             tail = self._input_tail()
             if tail:
                 self.res.last_stamp = self._edge_stamp(tail[-(1 << 16):], first=False)
-                self.tail_steps(tail)
+                if not self._no_step_anywhere():
+                    self.tail_steps(tail)
 
     def _input_tail(self) -> bytes:
         """The last TAIL_BYTES of the input, the same bytes however the input was split."""
@@ -320,6 +330,13 @@ class _Scanner:
 
     _tail = b""
     _end_abs = 0
+    _step_keys_seen = False
+
+    def _no_step_anywhere(self) -> bool:
+        """True when the prefilter saw no step keyword in this input so far (only exact for a
+        piece that starts the input; presence needs the Hyperscan backend)."""
+        return (self.engine.has_step_presence and not self._step_keys_seen
+                and self.piece.start == 0)
 
     def _edge_stamp(self, data: bytes, first: bool):
         """(key, iso) of the first (or last) timestamped line among the edge lines of `data`."""
@@ -350,6 +367,11 @@ class _Scanner:
             self.res.first_stamp = self._edge_stamp(bytes(buf[: min(n, 1 << 16)]), first=True)
         self._tail = (self._tail + bytes(buf[max(0, n - TAIL_BYTES):n]))[-TAIL_BYTES:]
         hits = self.engine.hits(buf, n)
+        if hits and self.engine.has_step_presence:
+            kinds0 = self.engine.pattern_kind
+            if any(kinds0[pid] == KIND_STEPKEY for _, pid in hits):
+                self._step_keys_seen = True
+                hits = [h for h in hits if kinds0[h[1]] != KIND_STEPKEY]
         if not hits:
             return
         kinds = self.engine.pattern_kind
@@ -520,6 +542,8 @@ class _Scanner:
         4,000 timeouts costs one walk, and the answer is the same however the file was split."""
         here = base + ls
         window_start = here - HISTORY
+        if self._no_step_anywhere():
+            return None
         keys = (tag, None) if tag else (None,)
         for key in keys:
             cached = self._step_cache.get(key)
