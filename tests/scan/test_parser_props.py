@@ -284,7 +284,7 @@ def _lines_of(data: bytes) -> list[str]:
     return [strip_ansi(x.decode("utf-8", "replace")) for x in data.split(b"\n")]
 
 
-def check_scan(path: Path, playbook) -> None:
+def check_scan(path: Path, playbook):
     from triage.scan import scan
 
     res = scan([str(path)], playbook=playbook, jobs=1)
@@ -298,6 +298,7 @@ def check_scan(path: Path, playbook) -> None:
         assert core in lines[line - 1], (core, lines[line - 1])
     if res.root_cause is not None:
         assert res.root_cause in res.failures
+    return res
 
 
 @SLOW
@@ -307,7 +308,8 @@ def check_scan(path: Path, playbook) -> None:
 def test_scan_random_bytes(tmp_path_factory, playbook, data):
     p = tmp_path_factory.mktemp("rb") / "random.log"
     p.write_bytes(data)
-    check_scan(p, playbook)
+    res = check_scan(p, playbook)
+    assert res.inputs[0].bytes == len(data)
 
 
 def _fixture_lines() -> list[bytes]:
@@ -354,14 +356,17 @@ def mutated_logs(draw):
 def test_scan_mutated_fixture_lines(tmp_path_factory, playbook, data):
     p = tmp_path_factory.mktemp("mut") / "mutated.log"
     p.write_bytes(data)
-    check_scan(p, playbook)
+    res = check_scan(p, playbook)
+    assert res.stats.bytes == len(data)
 
 
 def test_scan_long_line_cut_at_character_boundary(tmp_path, playbook):
     p = tmp_path / "long.log"
     p.write_bytes("[rank3]: ".encode() + "\u2588".encode() * 30000
                   + b" RuntimeError: CUDA error: an illegal memory access was encountered\n")
-    check_scan(p, playbook)
+    res = check_scan(p, playbook)
+    assert res.root_cause is not None and res.root_cause.rank == 3
+    assert not res.root_cause.message.strip("…").startswith("\ufffd")
 
 
 def test_scan_long_ascii_line_is_windowed(tmp_path, playbook):
