@@ -28,8 +28,10 @@ Limits
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +140,7 @@ class CaseStore:
                             hint="check the path and its permissions") from None
         store = cls(conn, path)
         try:
-            store._prepare(migrations(migrations_dir))
+            store._prepare_retrying(migrations(migrations_dir), timeout)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _translate(exc, where) from None
@@ -147,17 +149,45 @@ class CaseStore:
             raise
         return store
 
+    def _prepare_retrying(self, steps: list[Migration], timeout: float) -> None:
+        """`_prepare`, retried while another process holds the file during its own first open.
+
+        SQLite does not call the busy handler for every lock it meets while a fresh file is
+        being set up (switching to WAL needs an exclusive lock and fails at once), so two
+        commands that create the same case together would otherwise see "locked". Every step
+        of `_prepare` is idempotent, so retrying it until the busy timeout is safe.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._prepare(steps)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                time.sleep(0.02 + random.random() * 0.05)
+
     def _prepare(self, steps: list[Migration]) -> None:
         conn = self.conn
         where = str(self.path)
         known = steps[-1].version if steps else 0
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        # One read transaction, so the three reads see the same state of the file even while
+        # another process is creating it.
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            foreign = app_id == 0 and version == 0 and _has_tables(conn)
+        finally:
+            conn.execute("COMMIT")
         if version > known:
             raise CaseError(f"the case has schema version {version}, newer than this triage "
                             f"knows ({known})", where=where,
                             hint="upgrade triage; the file was left untouched")
-        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version == 0 and _has_tables(conn)):
+        if app_id not in (0, APPLICATION_ID) or foreign:
             raise CaseError("this SQLite file is not a triage case", where=where,
                             hint="point --case at a triage case file or a new path")
         conn.execute("PRAGMA foreign_keys = ON")
