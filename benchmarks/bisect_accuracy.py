@@ -18,6 +18,10 @@ Wilson lower bound (column low95), since 100 repetitions cannot prove 99% on the
     python benchmarks/bisect_accuracy.py            # 100 repetitions per setting
     python benchmarks/bisect_accuracy.py --reps 10  # quick look
     python benchmarks/bisect_accuracy.py --q-scale none  # the uniform false-alarm prior (before)
+    python benchmarks/bisect_accuracy.py --told pq  # a genie tells the search the true p and q
+
+`--told p|q|pq` replaces the prior over that rate by the setting's true value (a one-point grid):
+not something a user can do, but it measures what learning each rate costs.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from triage.bisect.ordered import (NoiseGrid, OrderedSearch, binary_search,  # noqa: E402
-                                   channel_capacity)
+import numpy as np  # noqa: E402
+
+from triage.bisect.ordered import (Q_SCALE, NoiseGrid, OrderedSearch,  # noqa: E402
+                                   binary_search, channel_capacity)
 from triage.bisect.outcome import Outcome  # noqa: E402
 
 SETTINGS = [(1.0, 0.0), (0.5, 0.0), (0.2, 0.0), (1.0, 0.02), (0.5, 0.02), (0.2, 0.02)]
@@ -47,6 +53,20 @@ def wilson_lower(k: int, n: int, z: float = 1.96) -> float:
     centre = ph + z * z / (2 * n)
     rad = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n))
     return (centre - rad) / den
+
+
+def told_grid(told: str, p: float, q: float, q_scale: float | None) -> NoiseGrid:
+    """The default prior with the rates named in `told` ("p", "q" or "pq") fixed at the truth."""
+    g = NoiseGrid.default(q_scale=q_scale)
+    keep = np.ones(len(g.p), dtype=bool)
+    if "p" in told:
+        keep &= np.isclose(g.p, p)
+    if "q" in told:
+        keep &= np.isclose(g.q, q)
+    if not keep.any():
+        raise SystemExit(f"p={p}, q={q} is not on the prior's grid")
+    w = np.exp(g.log_prior[keep])
+    return NoiseGrid(g.p[keep], g.q[keep], np.log(w / w.sum()))
 
 
 def one_run(n: int, p: float, q: float, rng: random.Random, confidence: float,
@@ -78,16 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--q-scale", default=None, metavar="S|none",
                     help="false-alarm prior: slab weights exp(-q/S), or 'none' for the uniform "
                          "slab used before issue 6 (default: the library's)")
+    ap.add_argument("--told", choices=["p", "q", "pq"], default=None,
+                    help="a genie tells the search the true p, q or both (what learning them costs)")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = ap.parse_args(argv)
     grid = None
+    q_scale = Q_SCALE
     if args.q_scale is not None:
-        grid = NoiseGrid.default(q_scale=None if args.q_scale == "none" else float(args.q_scale))
+        q_scale = None if args.q_scale == "none" else float(args.q_scale)
+        grid = NoiseGrid.default(q_scale=q_scale)
 
     rows = []
     t0 = time.perf_counter()
     for p, q in SETTINGS:
         rng = random.Random(f"{args.seed}-{p}-{q}")
+        if args.told:
+            grid = told_grid(args.told, p, q, q_scale)
         ok = bok = trials = btrials = 0
         for _ in range(args.reps):
             a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials, grid)
@@ -107,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
                      "met": acc >= 0.99 and mean <= 1.5 * minimum})
     seconds = time.perf_counter() - t0
     if args.json:
-        print(json.dumps({"n": args.n, "confidence": args.confidence, "rows": rows,
+        print(json.dumps({"n": args.n, "confidence": args.confidence, "told": args.told, "rows": rows,
                           "seconds": round(seconds, 1)}, indent=2))
         return 0
+    told = {None: "p, q unknown to the search", "p": "told the true p, not q",
+            "q": "told the true q, not p", "pq": "told the true p and q"}[args.told]
     print(f"probabilistic bisection, N = {args.n}, confidence {args.confidence}, "
-          f"{args.reps} repetitions per setting (p, q unknown to the search)")
+          f"{args.reps} repetitions per setting ({told})")
     head = (f"{'p':>4} {'q':>5} | {'accuracy':>8} {'low95':>8} {'trials':>7} | "
             f"{'binary acc':>10} {'trials':>6} | {'C bits':>6} {'log2N/C':>7} {'ratio':>5} | target")
     print(head)

@@ -35,3 +35,16 @@ def test_benchmark_table_says_when_a_target_is_missed(capsys):
     mod.main(["--reps", "1", "--n", "300", "--max-trials", "5"])  # starved: must say MISSED
     text = capsys.readouterr().out
     assert "MISSED" in text and "target" in text
+
+
+def test_benchmark_genie_fixes_the_told_rates(capsys):
+    mod = _load()
+    g = mod.told_grid("pq", 0.5, 0.02, 0.03)
+    assert list(g.p) == [0.5] and list(g.q) == [0.02]
+    g = mod.told_grid("p", 0.2, 0.0, 0.03)
+    assert set(g.p) == {0.2} and len(set(g.q)) > 1  # q still unknown
+    assert mod.main(["--reps", "3", "--n", "1000", "--told", "pq", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    det = {(r["p"], r["q"]): r for r in out["rows"]}[(1.0, 0.0)]
+    assert out["told"] == "pq" and det["accuracy"] == 1.0
+    assert det["mean_trials"] <= 11  # told p = 1, q = 0: plain bisection, no confirmations
