@@ -34,12 +34,28 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code)
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
+    except BrokenPipeError:  # `triage ... | head`: the reader has all it wanted
+        stdout_closed()
     except Exception as exc:  # a bug in triage
         if os.environ.get("TRIAGE_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set TRIAGE_DEBUG=1 for a traceback)",
               file=sys.stderr)
         raise typer.Exit(EXIT_INTERNAL)
+
+
+EXIT_PIPE = 141  # what a shell reports for a command killed by SIGPIPE (cat, grep)
+
+
+def stdout_closed() -> None:
+    """Leave quietly when the reader of stdout went away: no traceback, no second error when
+    Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise typer.Exit(EXIT_PIPE)
 
 
 def print_json(obj: Any) -> None:
