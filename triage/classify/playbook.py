@@ -53,6 +53,7 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
+from triage.classify.fastre import FastRegex
 from triage.errors import PlaybookError, UsageError
 from triage.records import FAMILIES
 
@@ -155,38 +156,39 @@ class Rule:
     def _compiled(self) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
         opts = _options(self.ignore_case)
         return (
-            tuple(re2.compile(p, opts) for p in self.any),
-            tuple(re2.compile(p, opts) for p in self.all),
-            tuple(re2.compile(p, opts) for p in self.none),
+            tuple(FastRegex(re2.compile(p, opts)) for p in self.any),
+            tuple(FastRegex(re2.compile(p, opts)) for p in self.all),
+            tuple(FastRegex(re2.compile(p, opts)) for p in self.none),
         )
 
     def __getstate__(self) -> dict[str, Any]:
         # Compiled patterns are a cache: rebuilt on first use after unpickling (scan workers).
         return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
 
-    def search(self, text: str) -> dict[str, str] | None:
+    def search(self, text: str | bytes) -> dict[str, str] | None:
         """None when the rule does not match `text`; else the named groups that matched.
 
         An empty dict is a match without named groups: test the result with `is not None`.
+        `text` may be str or UTF-8 bytes (what the scanner has in hand); the answer is the same.
         """
+        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         any_re, all_re, none_re = self._compiled
         groups: dict[str, str] = {}
         for rx in any_re:
-            m = rx.search(text)
-            if m is not None:
-                groups.update({k: v for k, v in m.groupdict().items() if v is not None})
+            got = rx.groups(data)
+            if got is not None:
+                groups.update(got)
                 break
         else:
             return None
         for rx in all_re:
-            m = rx.search(text)
-            if m is None:
+            got = rx.groups(data)
+            if got is None:
                 return None
-            for k, v in m.groupdict().items():
-                if v is not None:
-                    groups.setdefault(k, v)
+            for k, v in got.items():
+                groups.setdefault(k, v)
         for rx in none_re:
-            if rx.search(text) is not None:
+            if rx.matches(data):
                 return None
         return groups
 

@@ -98,8 +98,18 @@ def template(message: str, masks: Masks | None = None) -> str:
     return text
 
 
+_SIG_CACHE: dict = {}
+
+
 def signature_id(family: str, rule_id: str | None, tmpl: str, masks: Masks | None = None) -> str:
     masks = masks or load_masks()
-    h = hashlib.blake2b(f"{family}\x1f{rule_id or ''}\x1f{tmpl}".encode("utf-8", "replace"),
-                        digest_size=6).hexdigest()
-    return f"sig{masks.version}:{h}"
+    key = (family, rule_id, tmpl, masks.version)
+    got = _SIG_CACHE.get(key)
+    if got is None:
+        h = hashlib.blake2b(f"{family}\x1f{rule_id or ''}\x1f{tmpl}".encode("utf-8", "replace"),
+                            digest_size=6).hexdigest()
+        got = f"sig{masks.version}:{h}"
+        if len(_SIG_CACHE) > 50000:
+            _SIG_CACHE.clear()
+        _SIG_CACHE[key] = got
+    return got

@@ -50,7 +50,7 @@ _ERRFILE_RE = re.compile(r"(?:^|/)(?:attempt_(\d+)/)?(\d{1,7})/[^/]*error[^/]*\.
 _NATURAL_RE = re.compile(r"(\d+)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputSpec:
     index: int
     path: str  # as shown to the user (relative where it was given relative)
@@ -69,7 +69,9 @@ def natural_key(s: str) -> tuple:
 def rank_hint(path: str) -> tuple[int | None, int | None]:
     """(rank, attempt) that a file's place in a layout implies, else (None, None)."""
     p = path.replace(os.sep, "/")
-    m = _TORCHRUN_RE.search(p) or _ERRFILE_RE.search(p)
+    m = None
+    if "std" in p or "error" in p:  # torchrun's stdout/stderr.log or an error file
+        m = _TORCHRUN_RE.search(p) or _ERRFILE_RE.search(p)
     if m:
         return int(m.group(2)), (int(m.group(1)) if m.group(1) else None)
     name = p.rsplit("/", 1)[-1]

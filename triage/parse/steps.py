@@ -50,6 +50,8 @@ def parse_step_bytes(buf, start: int, end: int) -> int | None:
 
 def parse_step(text: str) -> int | None:
     """The training step a line reports, or None."""
+    if "tep" not in text and "ter" not in text and "/" not in text:
+        return None  # every shape needs one of these (step/Step, iter/iteration, N/M)
     for rx in _STEP_RES:
         m = rx.search(text)
         if m is not None:

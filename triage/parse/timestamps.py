@@ -49,17 +49,28 @@ class Stamp:
     has_year: bool = True
 
 
-def _valid(y: int, mo: int, d: int, h: int, mi: int, s: int) -> bool:
-    if not (1 <= mo <= 12 and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 60):
-        return False
-    if not (1970 <= y <= 2999):
-        return False
-    return 1 <= d <= calendar.monthrange(y, mo)[1]
+_DAYS: dict[tuple[int, int, int], float | None] = {}  # (y, mo, d) -> epoch of midnight, or None
+
+
+def _day(y: int, mo: int, d: int) -> float | None:
+    """Seconds since the epoch at midnight of a valid date; None for an invalid one. Cached:
+    a log's stamps fall on a handful of days."""
+    got = _DAYS.get((y, mo, d), False)
+    if got is False:
+        ok = 1 <= mo <= 12 and 1970 <= y <= 2999 and 1 <= d <= calendar.monthrange(y, mo)[1]
+        got = float(calendar.timegm((y, mo, d, 0, 0, 0, 0, 0, 0))) if ok else None
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        _DAYS[(y, mo, d)] = got
+    return got
 
 
 def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
            tz: str | None, end: int, has_year: bool) -> Stamp | None:
-    if not _valid(y, mo, d, h, mi, min(s, 59)):
+    if not (0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 60):
+        return None
+    day = _day(y, mo, d)
+    if day is None:
         return None
     s = min(s, 59)
     iso = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
@@ -68,7 +79,7 @@ def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
         frac6 = (frac + "000000")[:6]
         iso += "." + frac6
         fsec = int(frac6) / 1e6
-    key = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + fsec
+    key = day + (h * 3600 + mi * 60 + s) + fsec
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")

@@ -16,6 +16,8 @@ occurrences; nothing grows with input size except the number of distinct (signat
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from triage.ingest.discover import KIND_STDIN, TEXT_KINDS, InputSpec, discover
 from triage.records import ScanResult
 from triage.scan.engine import Engine
 from triage.scan.merge import merge
-from triage.scan.worker import Piece, PieceResult, scan_piece
+from triage.scan.worker import Piece, PieceResult, scan_piece, scan_unit
 
 SPLIT_MIN = 64 << 20  # a plain file is split only into pieces at least this large
 PIECE_TARGET = 256 << 20  # ... and into at least one piece per PIECE_TARGET bytes
@@ -112,7 +114,22 @@ def cached_playbook(dirs: Sequence[str] = ()) -> Playbook:
 
 def _run_unit(unit: Unit) -> list[PieceResult]:
     assert _ENGINE is not None
-    return [scan_piece(_ENGINE, p) for p in unit.pieces]
+    with _no_gc():
+        return scan_unit(_ENGINE, unit.pieces)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """The cyclic garbage collector off while scanning: a scan allocates hundreds of thousands
+    of small acyclic objects (one occurrence per rank), and each full collection walks all of
+    them again (a quarter of the time on 100,000 files). Nothing a scan builds is a cycle."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _dask_unit(unit: Unit, playbook_dirs: tuple[str, ...], backend: str | None) -> list[PieceResult]:
@@ -199,13 +216,15 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
     if dask_scheduler:
         results.extend(_scan_dask(units, dask_scheduler, tuple(playbook_dirs), backend, tick))
     elif jobs == 1 or len(units) <= 1 or total < SERIAL_BELOW:
-        for u in units:
-            for p in u.pieces:
-                results.append(scan_piece(_ENGINE, p, tick))
+        with _no_gc():
+            for u in units:
+                results.extend(scan_unit(_ENGINE, u.pieces, tick))
     else:
-        results.extend(_scan_pool(units, jobs, tick))
-    return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
-                 hang=_hang_hook)
+        with _no_gc():  # also off in the forked workers, which inherit it
+            results.extend(_scan_pool(units, jobs, tick))
+    with _no_gc():
+        return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
+                     hang=_hang_hook)
 
 
 def _scan_pool(units: list[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:

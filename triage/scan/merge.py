@@ -24,12 +24,11 @@ from triage.records import (Failure, InputInfo, Occurrence, RankState, Role, Sca
 from triage.scan.worker import Occ, PieceResult
 
 
-def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds: float,
+def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: float,
           warnings: Sequence[str] = (), hang: Callable[..., Any] | None = None) -> ScanResult:
-    results = sorted(results, key=lambda r: (r.input_index, r.start))
-    by_input: dict[int, list[PieceResult]] = {}
-    for r in results:
-        by_input.setdefault(r.input_index, []).append(r)
+    """Merge piece results. Takes ownership of `results`: the list is emptied as its results are
+    merged, so their per-piece tables are freed as the merged ones grow (peak memory)."""
+    results.sort(key=lambda r: (r.input_index, r.start))
 
     rank_last: dict[int, int] = {}
     hosts: dict[int, str] = {}
@@ -44,38 +43,50 @@ def merge(specs: Sequence[InputSpec], results: Sequence[PieceResult], *, seconds
     inputs: list[InputInfo] = []
     lines_total = bytes_total = 0
 
-    for spec in specs:
-        pieces = by_input.get(spec.index, [])
-        line_base = 0
-        nbytes = 0
-        for piece in pieces:
+    # Line counts per input: a folded result (a batch of whole files) lists its files in
+    # `parts`; a piece of a split file adds its lines after the earlier pieces' lines.
+    input_lines: dict[int, int] = {}
+    input_bytes: dict[int, int] = {}
+    for piece in results:
+        if piece.parts:
+            for idx, nlines, nbytes in piece.parts:
+                input_lines[idx] = input_lines.get(idx, 0) + nlines
+                input_bytes[idx] = input_bytes.get(idx, 0) + nbytes
+            continue
+        line_base = input_lines.get(piece.input_index, 0)
+        if line_base:
             for occ in piece.occs.values():
                 occ.line_rel += line_base
-            line_base += piece.lines
-            nbytes += piece.bytes
-            for rk, st in piece.rank_steps.items():
-                rank_last[rk] = st if rk not in rank_last else max(rank_last[rk], st)
-            for rk, h in piece.hosts.items():
-                hosts.setdefault(rk, h)
-            for rk, ex in piece.exits.items():
-                exits.setdefault(rk, ex)
-            ranks_seen |= piece.ranks
-            if piece.world_size is not None:
-                world = max(world or 0, piece.world_size)
-            if piece.max_step is not None:
-                max_step = piece.max_step if max_step is None else max(max_step, piece.max_step)
-            all_warnings.extend(piece.warnings)
-            for key, occ in piece.occs.items():
-                prev = merged.get(key)
-                if prev is None:
-                    merged[key] = occ
-                else:
-                    first, later = (prev, occ) if (prev.input_index, prev.offset) <= (occ.input_index, occ.offset) else (occ, prev)
-                    first.count += later.count
-                    merged[key] = first
-        size = spec.size if spec.size else nbytes
-        inputs.append(InputInfo(spec.path, size, line_base))
-        lines_total += line_base
+        input_lines[piece.input_index] = line_base + piece.lines
+        input_bytes[piece.input_index] = input_bytes.get(piece.input_index, 0) + piece.bytes
+    results.reverse()
+    while results:
+        piece = results.pop()
+        for rk, st in piece.rank_steps.items():
+            rank_last[rk] = st if rk not in rank_last else max(rank_last[rk], st)
+        for rk, h in piece.hosts.items():
+            hosts.setdefault(rk, h)
+        for rk, ex in piece.exits.items():
+            exits.setdefault(rk, ex)
+        ranks_seen |= piece.ranks
+        if piece.world_size is not None:
+            world = max(world or 0, piece.world_size)
+        if piece.max_step is not None:
+            max_step = piece.max_step if max_step is None else max(max_step, piece.max_step)
+        all_warnings.extend(piece.warnings)
+        for key, occ in piece.occs.items():
+            prev = merged.get(key)
+            if prev is None:
+                merged[key] = occ
+            else:
+                first, later = (prev, occ) if (prev.input_index, prev.offset) <= (occ.input_index, occ.offset) else (occ, prev)
+                first.count += later.count
+                merged[key] = first
+    for spec in specs:
+        nlines = input_lines.get(spec.index, 0)
+        size = spec.size if spec.size else input_bytes.get(spec.index, 0)
+        inputs.append(InputInfo(spec.path, size, nlines))
+        lines_total += nlines
         bytes_total += size
 
     occs = list(merged.values())

@@ -33,6 +33,7 @@ import time as _time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
+from triage.classify.fastre import FastRegex
 from triage.classify.signature import signature_id, template
 from triage.ingest.discover import KIND_ERROR_JSON, KIND_GZ, KIND_STDIN, InputSpec
 from triage.parse.elastic import parse_block, parse_error_file
@@ -137,6 +138,9 @@ class PieceResult:
     candidates: int = 0
     first_stamp: tuple | None = None  # (key, iso) of the first timestamp in the piece
     last_stamp: tuple | None = None  # (key, iso) of the last one
+    # A result folded from several whole files (scan_unit): (input_index, lines, bytes) of each.
+    # Empty for the result of one piece.
+    parts: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -165,24 +169,47 @@ def _year_of(spec: InputSpec) -> int:
 _STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
 
 
-_STEP_KEYS_RE = re2.compile(b"|".join(_STEP_KEYS))  # one pass: is there any step keyword?
+_STEP_KEYS_RE = FastRegex(re2.compile(b"|".join(_STEP_KEYS)))  # is there any step keyword?
+_STEP_KEY_MAX = max(map(len, _STEP_KEYS))
+_STEP_WINDOWS = (4 << 10, 32 << 10, 256 << 10)  # then the rest of the data in one go
 
 
 def _step_candidates(data: bytes, floor: int, pos: int):
-    """Offsets of step keywords in data[floor:pos], last first. Each keyword is searched once
-    per occurrence (not once per candidate), so a whole window costs O(len); a window without
-    any keyword (most per-rank files but rank 0's) costs one RE2 pass."""
-    if _STEP_KEYS_RE.search(data, floor, pos) is None:
-        return
-    last = {k: data.rfind(k, floor, pos) for k in _STEP_KEYS}
-    while True:
-        k, cand = max(last.items(), key=lambda kv: kv[1])
-        if cand < 0:
-            return
-        yield cand
+    """Offsets of step keywords in data[floor:pos], last first.
+
+    Searched backwards in growing windows (4 KB, 32 KB, 256 KB, then all that is left), so the
+    common case, a step line a few lines above, costs a few short searches however long the
+    data is; every byte is still searched at most once per keyword, so a whole window costs
+    O(len). Before a large window, one RE2 pass tells whether it holds any keyword at all (most
+    per-rank files but rank 0's have none)."""
+    hi = pos
+    k = 0
+    while hi > floor:
+        width = _STEP_WINDOWS[k] if k < len(_STEP_WINDOWS) else hi - floor
+        k += 1
+        lo = max(floor, hi - width)
+        # A keyword that starts in this window may end in the one above: search a few bytes
+        # past `lo`'s upper neighbour, but yield only keywords that start below it.
+        end = min(pos, hi + _STEP_KEY_MAX - 1)
+        if end - lo > _STEP_WINDOWS[0] and not _STEP_KEYS_RE.matches(data, lo, end):
+            hi = lo
+            continue
+        last = {key: data.rfind(key, lo, end) for key in _STEP_KEYS}
         for key, at in last.items():
-            if at >= cand:
-                last[key] = data.rfind(key, floor, cand)
+            while at >= hi:
+                at = data.rfind(key, lo, at)
+            last[key] = at
+        while True:
+            key, cand = max(last.items(), key=lambda kv: kv[1])
+            if cand < 0:
+                break
+            yield cand
+            for other, at in last.items():
+                if at >= cand:
+                    last[other] = data.rfind(other, lo, cand)
+        hi = lo
+
+
 _BUF: bytearray | None = None
 
 
@@ -313,7 +340,7 @@ class _Scanner:
         if self.piece.end is None:
             tail = self._input_tail()
             if tail:
-                self.res.last_stamp = self._edge_stamp(tail[-(1 << 16):], first=False)
+                self.res.last_stamp = self._edge_stamp(tail, False, max(0, len(tail) - (1 << 16)))
                 if not self._no_step_anywhere():
                     self.tail_steps(tail)
 
@@ -338,16 +365,25 @@ class _Scanner:
         return (self.engine.has_step_presence and not self._step_keys_seen
                 and self.piece.start == 0)
 
-    def _edge_stamp(self, data: bytes, first: bool):
-        """(key, iso) of the first (or last) timestamped line among the edge lines of `data`."""
-        if first:
-            lines = data.split(b"\n", 16)
-            lines = lines[:-1] if len(lines) > 1 else lines
-        else:
-            lines = data.rsplit(b"\n", 16)
-            lines = list(reversed(lines[1:] if len(lines) > 1 else lines))
-        for raw in lines[:200]:
-            text = strip_ansi(raw[:4096].decode("utf-8", "replace")).rstrip("\r").rsplit("\r", 1)[-1]
+    def _edge_stamp(self, data, first: bool, start: int = 0, end: int | None = None):
+        """(key, iso) of the first (or last) timestamped line among the 16 edge lines of
+        data[start:end]. Walks line by line with find/rfind: no copy of the data."""
+        end = len(data) if end is None else end
+        for _ in range(16):
+            if start >= end:
+                return None
+            if first:
+                nl = data.find(b"\n", start, end)
+                ls, le = start, (end if nl < 0 else nl)
+                start = le + 1
+            else:
+                nl = data.rfind(b"\n", start, end - 1 if data[end - 1:end] == b"\n" else end)
+                if nl < 0 and start > 0 and data[start - 1:start] != b"\n":
+                    return None  # the window's first line is cut
+                ls, le = (nl + 1 if nl >= 0 else start), end
+                end = ls
+            raw = bytes(data[ls:min(le, ls + 4096)])
+            text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r\n").rsplit("\r", 1)[-1]
             st = parse_timestamp(text[split_prefix(text).offset:], self.default_year)
             if st is not None:
                 return (st.key, st.iso)
@@ -364,8 +400,11 @@ class _Scanner:
             m = _DATED_RE.search(buf, 0, min(n, 1 << 16))
             if m is not None and 1970 <= int(m.group(1)) <= 2999:
                 self.default_year = int(m.group(1))
-            self.res.first_stamp = self._edge_stamp(bytes(buf[: min(n, 1 << 16)]), first=True)
-        self._tail = (self._tail + bytes(buf[max(0, n - TAIL_BYTES):n]))[-TAIL_BYTES:]
+            self.res.first_stamp = self._edge_stamp(buf, True, 0, min(n, 1 << 16))
+        if self._tail:
+            self._tail = (self._tail + bytes(buf[max(0, n - TAIL_BYTES):n]))[-TAIL_BYTES:]
+        else:
+            self._tail = bytes(buf[max(0, n - TAIL_BYTES):n])
         hits = self.engine.hits(buf, n)
         if hits and self.engine.has_step_presence:
             kinds0 = self.engine.pattern_kind
@@ -532,7 +571,7 @@ class _Scanner:
             time=stamp.iso if stamp else None,
             time_key=stamp.key if stamp else None, input_index=self.spec.index,
             offset=base + ls, line_rel=line_no, message=rec.rstrip("\n")[:WINDOW * 2],
-            fields=dict(fields), frames=frames, chained=chained, exit_code=exit_code,
+            fields=_shared_fields(fields), frames=frames, chained=chained, exit_code=exit_code,
             elastic_root=elastic_root)
 
     def _step_before(self, buf, ls, base, history, tag):
@@ -728,8 +767,76 @@ def _tag_key(tag: str | None) -> bytes | None:
     return t.encode("utf-8", "replace")
 
 
+_FIELDS: dict = {}
+
+
+def _shared_fields(fields: dict) -> dict:
+    """One dict object for equal field sets (a wall of 100,000 timeouts has a handful: same
+    op, seq and timeout). Occurrence fields are read, never changed, after the scan."""
+    key = tuple(fields.items())
+    got = _FIELDS.get(key)
+    if got is None:
+        if len(_FIELDS) > 65536:
+            _FIELDS.clear()
+        got = _FIELDS[key] = dict(fields)
+    return got
+
+
 def scan_piece(engine: Engine, piece: Piece, progress: Callable[[int], None] | None = None) -> PieceResult:
     return _Scanner(engine, piece, progress).run()
+
+
+def scan_unit(engine: Engine, pieces, progress: Callable[[int], None] | None = None
+              ) -> list[PieceResult]:
+    """Scan a unit of work: one piece of a large file, or a batch of small whole files.
+
+    A batch comes back as ONE result folded from its files' results (the same fold the merge
+    would do), so 100,000 per-rank files cost a few dozen results to send between processes
+    and to merge, not 100,000.
+    """
+    if len(pieces) == 1:
+        return [scan_piece(engine, pieces[0], progress)]
+    acc: PieceResult | None = None
+    for piece in pieces:
+        assert piece.start == 0 and piece.end is None, "only whole files are batched"
+        r = scan_piece(engine, piece, progress)
+        if acc is None:
+            acc = PieceResult(r.input_index, 0)
+        fold_into(acc, r)
+    return [acc] if acc is not None else []
+
+
+def fold_into(acc: PieceResult, r: PieceResult) -> None:
+    """Add the result of one whole file `r` to `acc` (files folded in input order)."""
+    acc.parts.append((r.input_index, r.lines, r.bytes))
+    acc.lines += r.lines
+    acc.bytes += r.bytes
+    occs = acc.occs
+    for key, occ in r.occs.items():
+        prev = occs.get(key)
+        if prev is None:
+            occs[key] = occ
+        else:  # an earlier file of the batch had it first
+            prev.count += occ.count
+    steps = acc.rank_steps
+    for rk, st in r.rank_steps.items():
+        if rk not in steps or st > steps[rk]:
+            steps[rk] = st
+    if r.max_step is not None and (acc.max_step is None or r.max_step > acc.max_step):
+        acc.max_step = r.max_step
+    for rk, h in r.hosts.items():
+        acc.hosts.setdefault(rk, h)
+    for rk, ex in r.exits.items():
+        acc.exits.setdefault(rk, ex)
+    acc.ranks |= r.ranks
+    if r.world_size is not None and (acc.world_size is None or r.world_size > acc.world_size):
+        acc.world_size = r.world_size
+    acc.warnings.extend(r.warnings)
+    acc.candidates += r.candidates
+    if r.first_stamp is not None and (acc.first_stamp is None or r.first_stamp < acc.first_stamp):
+        acc.first_stamp = r.first_stamp
+    if r.last_stamp is not None and (acc.last_stamp is None or r.last_stamp > acc.last_stamp):
+        acc.last_stamp = r.last_stamp
 
 
 def file_size(spec: InputSpec) -> int:
