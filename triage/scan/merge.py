@@ -45,20 +45,21 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
 
     # Line counts per input: a folded result (a batch of whole files) lists its files in
     # `parts`; a piece of a split file adds its lines after the earlier pieces' lines.
-    input_lines: dict[int, int] = {}
-    input_bytes: dict[int, int] = {}
+    n_inputs = max([s.index for s in specs], default=-1) + 1
+    input_lines = [0] * n_inputs
+    input_bytes = [0] * n_inputs
     for piece in results:
         if piece.parts:
             for idx, nlines, nbytes in piece.parts:
-                input_lines[idx] = input_lines.get(idx, 0) + nlines
-                input_bytes[idx] = input_bytes.get(idx, 0) + nbytes
+                input_lines[idx] += nlines
+                input_bytes[idx] += nbytes
             continue
-        line_base = input_lines.get(piece.input_index, 0)
+        line_base = input_lines[piece.input_index]
         if line_base:
             for occ in piece.occs.values():
                 occ.line_rel += line_base
         input_lines[piece.input_index] = line_base + piece.lines
-        input_bytes[piece.input_index] = input_bytes.get(piece.input_index, 0) + piece.bytes
+        input_bytes[piece.input_index] += piece.bytes
     results.reverse()
     while results:
         piece = results.pop()
@@ -83,11 +84,12 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
                 first.count += later.count
                 merged[key] = first
     for spec in specs:
-        nlines = input_lines.get(spec.index, 0)
-        size = spec.size if spec.size else input_bytes.get(spec.index, 0)
+        nlines = input_lines[spec.index]
+        size = spec.size if spec.size else input_bytes[spec.index]
         inputs.append(InputInfo(spec.path, size, nlines))
         lines_total += nlines
         bytes_total += size
+    del input_lines, input_bytes
 
     occs = list(merged.values())
     for o in occs:
