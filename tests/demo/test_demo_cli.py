@@ -96,7 +96,14 @@ def test_json_mode_prints_one_object_and_progress_goes_to_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)  # nothing but the object on stdout
     assert obj["schema"] == "triage.demo/1"
-    assert [r["name"] for r in obj["runs"]] == ["stock-s2"] and obj["runs"][0]["returncode"] == 0
+    run = obj["runs"][0]
+    assert [r["name"] for r in obj["runs"]] == ["stock-s2"]
+    # the stock arm's only fault is the corrupt record, reached or not by this seed's shuffle
+    assert all(i["fault"] == "data_error" for i in run["injected"])
+    assert run["returncode"] == (1 if run["injected"] else 0)
     assert "run 1/1: stock-s2" in proc.stderr
-    # one clean run: nothing to score, which the demo says instead of failing
-    assert any(note.startswith("hypotheses: skipped") for note in obj["skipped"]) or obj["hypotheses"]
+    # one run: nothing to score if it was clean, which the demo says instead of failing
+    if run["injected"]:
+        assert obj["hypotheses"]["verdict"] == "one_bug"
+    else:
+        assert any(note.startswith("hypotheses: skipped") for note in obj["skipped"])

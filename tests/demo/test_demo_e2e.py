@@ -1,7 +1,8 @@
 """End to end: a reduced `triage demo` on real runs, checked against what the jobs injected.
 
-One session-scoped demo run (SMALL_PLAN: fewer seeds than the default) feeds every test here;
-the truth comes from each job's own injection records, never from constants in this file.
+One session-scoped demo run (SMALL_PLAN: seeds 1-10 in both arms, 20 real 4-rank jobs, about a
+minute on 2 cores) feeds every test here; the truth comes from each job's own injection
+records, never from constants in this file.
 """
 
 from __future__ import annotations
@@ -34,28 +35,51 @@ def test_every_run_ran_and_was_ingested(small_demo):
     for run in small_demo.runs:
         assert run.job.console.exists() and not run.job.timed_out
         failed = run.job.returncode != 0
-        # a run fails exactly when something other than a silent wrong sum was injected
-        loud = [i for i in run.job.injected if i.detail.get("kind") != "bitflip"]
-        assert failed == bool(loud), run.spec.name
-        assert (run.root is not None) == failed, run.spec.name
+        # a run fails exactly when something other than a wrong sum was injected, or a wrong
+        # sum that is not silent (bitflips are; so is a x64 spike before the spike check)
+        if not run.job.injected:
+            assert not failed, run.spec.name
+        if any(i.fault == "data_error" for i in run.job.injected):
+            assert failed, run.spec.name
+        # a root cause exactly for the failed runs, and for silent ones the probe flagged
+        flagged = run.root is not None and "parameter checksums differ" in run.root["message"]
+        assert (run.root is not None) == (failed or flagged), run.spec.name
 
 
-def test_verdict_against_the_truth(small_demo):
-    """Two bugs were injected (the reduction bug, the corrupt record): triage must not claim one
-    bug with confidence, and its checks must see the truth's two groups of signatures."""
+def test_the_mitigation_arm_shows_the_data_error_and_no_reduction_symptom(small_demo):
+    stock = [r for r in small_demo.runs if r.spec.allreduce == "stock"]
+    assert all(i.fault == "data_error" for r in stock for i in r.job.injected)
+    assert any(r.job.injected for r in stock) and any(not r.job.injected for r in stock)
+    custom = [r for r in small_demo.runs if r.spec.allreduce == "custom"]
+    assert any(r.root_fault() == "reduce_bug" for r in custom)
+
+
+def test_verdict_is_the_injected_grouping(small_demo):
+    """Two bugs were injected (the reduction bug, the corrupt record). The best explanation must
+    be exactly that: every signature the reduction bug caused in one cause, the data error's
+    in another; and the ledger must call it many bugs."""
     hyp = small_demo.hypotheses
-    assert hyp["verdict"] in ("many_bugs", "undecided")
-    assert hyp["p_one_bug"] < 0.8
     verdict = small_demo.checks["verdict"]
-    reduce_runs = [r for r in small_demo.runs if r.root and r.job.first_injection.fault == "reduce_bug"]
-    data_runs = [r for r in small_demo.runs if r.root and r.job.first_injection.fault == "data_error"]
-    assert reduce_runs and data_runs
-    assert set(verdict["reduction_signatures"]) == {r.root["signature"] for r in reduce_runs}
-    assert set(verdict["data_error_signatures"]) == {r.root["signature"] for r in data_runs}
-    # the marginals are sums over the scored hypotheses, so they agree with P(one bug):
-    # one bug puts the reduction signatures together and the data error with them
-    assert hyp["p_one_bug"] - 1e-6 <= verdict["p_reduction_one_cause"] <= 1.0
-    assert 0.0 <= verdict["p_data_error_separate"] <= 1 - hyp["p_one_bug"] + 1e-6
+    # the truth's two groups, rebuilt here from each run's injections
+    by_fault: dict[str, set[str]] = {}
+    for r in small_demo.runs:
+        if r.root is not None:
+            by_fault.setdefault(r.root_fault(), set()).add(r.root["signature"])
+    assert set(verdict["reduction_signatures"]) == by_fault["reduce_bug"]
+    assert set(verdict["data_error_signatures"]) == by_fault["data_error"]
+    assert len(by_fault["reduce_bug"]) >= 2  # several symptoms: "one bug, many buckets"
+    assert not verdict["mixed_signatures"]
+    best = sorted(sorted(c["signatures"]) for c in hyp["best"]["causes"])
+    assert best == sorted([sorted(by_fault["reduce_bug"]), sorted(by_fault["data_error"])])
+    assert verdict["best_is_truth"] and verdict["ok"]
+    assert hyp["verdict"] == "many_bugs"
+    assert hyp["best"]["posterior"] > 0.3
+    # the marginals are sums over the scored hypotheses, so they agree with the best one
+    assert verdict["p_reduction_one_cause"] >= hyp["best"]["posterior"] - 1e-6
+    assert verdict["p_data_error_separate"] >= hyp["best"]["posterior"] - 1e-6
+    words = next(c["words"] for c in hyp["best"]["causes"]
+                 if set(c["signatures"]) == by_fault["reduce_bug"])
+    assert "vanish with mitigation=stock-allreduce" in words
 
 
 def test_first_bad_step_is_the_step_of_the_wrong_sum(small_demo):
@@ -71,6 +95,7 @@ def test_first_bad_step_is_the_step_of_the_wrong_sum(small_demo):
 
 
 def test_root_cause_rank_and_family_match_the_injection(small_demo):
+    checks = small_demo.checks["root_ranks"]
     for run in small_demo.runs:
         loud = [i for i in run.job.injected if i.detail.get("kind") != "bitflip"]
         if run.root is None or not loud:
@@ -88,7 +113,12 @@ def test_root_cause_rank_and_family_match_the_injection(small_demo):
             key = crash.fault + (":" + crash.detail["kind"] if "kind" in crash.detail else "")
             from triage.demo.launch import EXPECTED_FAMILY
             assert run.root["family"] == EXPECTED_FAMILY[key], run.spec.name
-    assert all(small_demo.checks["root_ranks"].values())
+    assert checks
+    for name, hit in checks.items():
+        # a miss only where a spike desynchronised the ranks: gloo's error then surfaces on
+        # whichever rank noticed first (or, before the spike check, the ranks just diverge)
+        run = next(r for r in small_demo.runs if r.spec.name == name)
+        assert hit or any(i.detail.get("kind") == "spike" for i in run.job.injected), name
 
 
 def test_outputs_exist_and_the_summary_is_json(small_demo):
@@ -123,3 +153,15 @@ def test_refuses_to_replace_a_directory_that_is_not_a_demo(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--plan", "custom:1", "--out", str(tmp_path)])
     assert res.exit_code == 3
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_job_that_outlives_its_timeout_is_kept_aside_and_run_again(tmp_path):
+    out = tmp_path / "d"
+    res = run_demo(out, plan=parse_plan("stock:1"), job_timeout=0.5)
+    run = res.runs[0]
+    aside = out / "runs" / "stock-s1.timed-out-1"
+    assert run.timed_out_attempts == [str(aside)] and (aside / "console.log").exists()
+    assert run.job.timed_out  # the second try timed out too: kept, and no third try
+    assert not (out / "runs" / "stock-s1.timed-out-2").exists()
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["runs"][0]["timed_out_attempts"] == [str(aside)]

@@ -187,11 +187,14 @@ def test_every_command_has_help():
 
 
 def test_runs_without_steps_count_as_runs(tmp_path):
+    """A run that did not fail and shows no steps: the logs do not show steps, so GPU-steps
+    cannot be compared and every run counts as one unit of exposure."""
     db = tmp_path / "case.db"
     logs = {
         "a": "[rank0]: RuntimeError: CUDA error: an illegal memory access was encountered\n",
         "b": "[rank1]: RuntimeError: CUDA error: device-side assert triggered\n",
         "c": "[rank0]: step 100 | loss 2.0\n[rank1]: step 100 | loss 2.0\n",
+        "d": "[rank0]: training finished\n",
     }
     for name, text in logs.items():
         (tmp_path / name).mkdir()
@@ -203,3 +206,32 @@ def test_runs_without_steps_count_as_runs(tmp_path):
     assert "exposure is counted in runs" in res.stdout
     data = json.loads(runner.invoke(app, ["hypotheses", "--case", str(db), "--json"]).stdout)
     assert 0 < data["p_one_bug"] < 1
+
+
+def test_a_failure_before_the_first_step_has_no_exposure(tmp_path):
+    """Failed runs without a step line, in a case whose other runs (a clean one too) show
+    steps: they died in their first step. Exposure stays in GPU-steps (no fallback to runs)."""
+    db = tmp_path / "case.db"
+    logs = {
+        "a": "[rank0]: ValueError: corrupt record 7 in shard train-00000\n",
+        "b": "[rank0]: step 0 | loss 2.0\n[rank0]: step 1 | loss 2.0\n"
+             "[rank0]: ValueError: corrupt record 9 in shard train-00000\n",
+        "c": "[rank0]: step 100 | loss 2.0\n[rank1]: step 100 | loss 2.0\n",
+    }
+    for name, text in logs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "console.log").write_text(text, encoding="utf-8")
+        res = runner.invoke(app, ["ingest", str(tmp_path / name), "--run", name, "--case", str(db)])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["hypotheses", "--case", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "exposure is counted in runs" not in res.stdout
+    assert "1 failed run(s) show no completed step" in res.stdout
+    from triage.analyze.hypotheses import evidence_from_case
+    from triage.case import CaseStore
+    with CaseStore.open(db, create=False) as store:
+        ev = evidence_from_case(store)
+    runs = {r.name: r for r in ev.runs}
+    assert runs["a"].gpu_steps == 0 and runs["a"].steps == 0
+    assert runs["c"].gpu_steps > runs["b"].gpu_steps > 0
+    assert {i.run: i.step for i in ev.incidents}["a"] == 0

@@ -76,6 +76,61 @@ def test_an_intervention_that_stops_every_symptom_is_one_cause():
     assert "mitigation" in led.describe_cause(led.best.causes[0])
 
 
+def test_a_mitigation_that_removes_one_bug_separates_it_from_a_bug_it_leaves():
+    """The demo's shape: without the mitigation, four symptoms A-D of one bug and a data error
+    E; with it, only E, at the same rate per GPU-step. One cause for A-D, another for E; E is
+    not split along the mitigation (which would make the mitigation's effect on A-D free)."""
+    runs, incs = [], []
+    for arm, failures in (("none", "ABCDEABCDAEBCDE-"), ("fix", "E-E-EE-E-EE-EE")):
+        for i, sig in enumerate(failures):
+            steps = 40 if sig == "-" else 3 + (7 * i) % 36  # onsets spread over the run
+            runs.append(RunObs(f"{arm}-{i}", 4.0 * steps, {"mitigation": arm}, steps=steps))
+            if sig != "-":
+                incs.append(IncidentObs(f"{arm}-{i}:r0", f"{arm}-{i}", sig, step=steps))
+    led = analyse(Evidence(tuple(runs), tuple(incs)))
+    assert sorted(sorted(c.signatures) for c in led.best.causes) == [["A", "B", "C", "D"], ["E"]]
+    assert led.best.hyp.kind == "partition"
+    assert led.p_one_bug < 0.05
+    bug = next(c for c in led.best.causes if "A" in c.signatures)
+    assert "vanish with mitigation=fix: 0 of 12 incidents" in led.describe_cause(bug)
+
+
+# A real `triage demo` campaign (28 runs, seeds 1-14 in each arm), as evidence_from_case read
+# it: (run, GPU-steps, steps, root signature, step). custom = the buggy all-reduce; stock = the
+# mitigation. "data" is the corrupt record (both arms, same step for the same seed).
+DEMO_CASE = [
+    ("custom-s1", 33, 9, "nan", 9), ("custom-s2", 4, 1, "data", 1), ("custom-s3", 68, 17, "data", 17),
+    ("custom-s4", 49, 13, "nan", 13), ("custom-s5", 0, 0, "data", 0), ("custom-s6", 21, 6, "desync", 5),
+    ("custom-s7", 0, 0, "data", 0), ("custom-s8", 53, 14, "nan", 14), ("custom-s9", 17, 5, "desync", 4),
+    ("custom-s10", 45, 12, "probe", 9), ("custom-s11", 28, 7, "data", 7), ("custom-s12", 21, 6, "nan", 6),
+    ("custom-s13", 40, 10, "data", 10), ("custom-s14", 140, 35, "data", 35),
+    ("stock-s1", 156, 39, None, None), ("stock-s2", 4, 1, "data", 1), ("stock-s3", 68, 17, "data", 17),
+    ("stock-s4", 156, 39, None, None), ("stock-s5", 0, 0, "data", 0), ("stock-s6", 156, 39, None, None),
+    ("stock-s7", 0, 0, "data", 0), ("stock-s8", 116, 29, "data", 29), ("stock-s9", 156, 39, None, None),
+    ("stock-s10", 92, 23, "data", 23), ("stock-s11", 28, 7, "data", 7), ("stock-s12", 156, 39, None, None),
+    ("stock-s13", 40, 10, "data", 10), ("stock-s14", 140, 35, "data", 35),
+]
+
+
+def test_a_split_along_a_mitigation_does_not_get_its_effect_for_free():
+    """In the demo's case, "the data errors without the mitigation belong to the reduction bug"
+    (a split of the data error along the mitigation) must pay for the mitigation removing
+    that cause like any cause does; the unsplit truth stays well ahead."""
+    runs, incs = [], []
+    for name, gpu_steps, steps, sig, step in DEMO_CASE:
+        arm, seed = name.split("-s")
+        labels = {"mitigation": "none" if arm == "custom" else "stock-allreduce", "seed": seed}
+        runs.append(RunObs(name, float(gpu_steps), labels, steps=steps))
+        if sig:
+            incs.append(IncidentObs(f"{name}:r0", name, sig, step=step))
+    led = analyse(Evidence(tuple(runs), tuple(incs)), explain=False)
+    assert sorted(sorted(c.signatures) for c in led.best.causes) == [["data"], ["desync", "nan", "probe"]]
+    splits = [s for s in led.scored if s.hyp.kind == "split"
+              and any(u.region and u.region[0] == "mitigation" for c in s.hyp.causes for u in c)]
+    assert splits and max(s.posterior for s in splits) < 0.05
+    assert led.best.posterior > 0.5
+
+
 def test_library_does_not_import_typer_or_rich():
     code = ("import sys; import triage.analyze.hypotheses, triage.analyze.hyp_next, "
             "triage.analyze.hyp_worlds, triage.case.hypotheses; "

@@ -16,7 +16,7 @@ from triage.analyze.hyp_worlds import KINDS, make_world, simulate
 from triage.analyze.hypotheses import Verdict, analyse
 
 SEEDS = {"one_bug": [21, 22], "independent": [23, 24], "host_plus_sw": [25, 26],
-         "shared_sig": [27, 28], "shared_hosts": [29, 30]}
+         "shared_sig": [27, 28], "shared_hosts": [29, 30], "mitigated": [33, 34]}
 
 
 @pytest.mark.parametrize("kind,seed", [(k, s) for k in KINDS for s in SEEDS[k]])

@@ -152,6 +152,11 @@ class Ledger:
             word = "only" if n_in == n else "mostly"
             text = (f"{who} {verb} {word} with {d.name}={where}: {n_in} of {n} incidents on "
                     f"{share:.0%} of the GPU-steps")
+        elif top.kind == "removed":
+            d = t.dim(top.dim)
+            share = float(d.exposure[d.values.index(top.value)] / t.total_exposure)
+            text = (f"{who} {'vanish' if plural else 'vanishes'} with {d.name}={top.value}: "
+                    f"0 of {n} incidents on {share:.0%} of the GPU-steps")
         elif top.kind == "per-value":
             d = t.dim(top.dim)
             counts = np.bincount(d.index[mask], minlength=len(d.values))

@@ -27,12 +27,21 @@ A cause's rate profile is unknown; its marginal is a mixture over profile models
 form, with prior weights (D: number of ordinary dimensions, M: of intervention dimensions):
     per-value rates along dimension d  w = 1/(4D)        (each rate its own Gamma)
     localised to value u of d          w = 1/(4D |V_d|)  (one rate at u, another elsewhere)
-    the same along an intervention     w = 1/40 and 1/(40 |V_d|)  (W_INTERVENTION = 0.05)
+    along an intervention d            W_INTERVENTION = 0.05, in three equal parts:
+      per-value, localised               w = 1/60 and 1/(60 |V_d|)
+      removed by value u of d            w = 1/(60 |V_d|)  (no incident under u, one steady
+                                                            rate, Gamma(a, b), elsewhere)
     homogeneous                        w = the rest: 1 - [D > 0]/2 - M/20
 Interventions (run labels `mitigation*`) get a small prior on purpose: a given change rarely
 affects a given bug, so several causes that all drop under the same change are a coincidence
 the prior charges for once per cause, while one cause pays it once. That is why "every symptom's
 rate drops under one change" is the strongest evidence for one cause.
+"Removed" is the change a mitigation is made for: the cause's rate is zero under it. It needs
+its own profile because the per-value and localised ones cannot say it: their rates are
+Gamma(a, b) with the shape a = K alpha of a K-signature cause, whose prior puts little mass near
+zero when K is large (for K = 4, P(no incident where the case's average rate would give 15) is
+about 1/500), so "all four symptoms vanish under the mitigation" was scored as barely better
+than a steady rate, and the CRP's preference for one cause won.
 Signatures of one cause share one profile; separate causes each pick their own. So symptoms
 whose rates move together across hosts, versions, seeds, step ranges or mitigations favour one
 cause (one profile explains them, and the Occam factor of choosing a profile is paid once),
@@ -67,7 +76,10 @@ inside the region, broken down along the other dimensions (Tables.restrict), and
 outside makes the hypothesis impossible (-inf). A claim pays the prior weight of a localised
 profile. A cause holding the halves of a split signature is confined with half its prior
 weight and unconfined with the other half (the split prior already paid for choosing the
-region).
+region); along an intervention, confined with the weight of the "removed" profile instead
+(`_w_confined`): a split such as "the data errors without the mitigation belong to the
+reduction bug" confines that whole cause to the unmitigated runs, which is the mitigation
+removing it, and must not get that for half the price a cause's own profile pays.
 
 Limits: a profile varies along one dimension at a time (a cause that depends on both version
 and host is scored by whichever explains it better); user claims must name one dimension per
@@ -123,7 +135,7 @@ class Claim:
 class ProfileFit:
     """One profile model's share of a cause's posterior, for explanations and predictions."""
 
-    kind: str  # "homogeneous" | "per-value" | "localised" | "confined" | "claim"
+    kind: str  # "homogeneous" | "per-value" | "localised" | "removed" | "confined" | "claim"
     dim: str | None
     value: str | None
     log_weight: float  # log prior weight + log marginal
@@ -251,9 +263,17 @@ class Scorer:
         out = self._terms_in(units, None, 0.0, a, counts, n_total, False)
         if region is None:
             return out
-        half = math.log(0.5)
-        out = [(k, dm, vs, rg, lw + half) for k, dm, vs, rg, lw in out]
-        return out + self._terms_in(units, region, half, a, counts, n_total, True)
+        w = self._w_confined(region[0])
+        out = [(k, dm, vs, rg, lw + math.log1p(-w)) for k, dm, vs, rg, lw in out]
+        return out + self._terms_in(units, region, math.log(w), a, counts, n_total, True)
+
+    def _w_confined(self, dim: str) -> float:
+        """Prior probability that a cause holding the halves of a signature split along `dim` is
+        confined to their region: one half for an ordinary condition (the split prior paid for
+        the region); along an intervention, that the change removes the cause, like the
+        "removed" profile (a split must not make a mitigation's effect cheaper than a cause's
+        own profile can)."""
+        return self._w_removed(dim) if is_intervention(dim) else 0.5
 
     def _terms_in(self, units, region, penalty, a, counts, n_total, confined) -> list[tuple]:
         big_e, exps = self.exposure(region)
@@ -286,6 +306,12 @@ class Scorer:
             keep = exp_d > 0  # no exposure there inside the region: not a profile of this cause
             out.append(("localised", d.name, tuple(v for v, k in zip(d.values, keep) if k), region,
                         (per_value + rest + w)[keep]))
+            if is_intervention(d.name):
+                # removed by value v: no incident under v, one steady rate elsewhere
+                ok = keep & (nv == 0) & (big_e - exp_d > 0)
+                w = penalty + math.log(self._w_removed(d.name)) - math.log(int(keep.sum()))
+                out.append(("removed", d.name, tuple(v for v, k in zip(d.values, ok) if k),
+                            region, (self._gp(a, n_total - nv, big_e - exp_d) + w)[ok]))
         return out
 
     def _n_dims(self) -> tuple[int, int]:
@@ -305,10 +331,14 @@ class Scorer:
         return 1.0 - (1 - W_HOMOGENEOUS) * (ordinary > 0) - W_INTERVENTION * mit
 
     def _w_per_value(self, dim: str) -> float:
-        return self._w_dim(dim) / 2
+        return self._w_dim(dim) / (3 if is_intervention(dim) else 2)
 
     def _w_localised(self, dim: str) -> float:
-        return self._w_dim(dim) / 2
+        return self._w_dim(dim) / (3 if is_intervention(dim) else 2)
+
+    def _w_removed(self, dim: str) -> float:
+        """An intervention's third kind of change: it removes the cause (rate zero under it)."""
+        return self._w_dim(dim) / 3
 
     def cause(self, units: Sequence[Unit], claim: Claim | None = None) -> float:
         """log marginal likelihood of the incidents of these units as one cause."""
@@ -363,6 +393,11 @@ class Scorer:
             w = math.log(self._w_localised(d.name)) - math.log(len(d.values))
             keep = d.exposure > 0
             terms.append((per_value + rest + w)[:, keep].T)
+            if is_intervention(d.name):
+                ok = keep & (big_e - d.exposure > 0)
+                w = math.log(self._w_removed(d.name)) - math.log(int(keep.sum()))
+                removed = np.where(nv == 0, rest + w, -math.inf)
+                terms.append(removed[:, ok].T)
         stacked = np.vstack([t if t.ndim == 2 else t[None, :] for t in terms])  # (M, 2^K)
         top = stacked.max(axis=0)
         profile = top + np.log(np.exp(stacked - top).sum(axis=0))
@@ -465,6 +500,10 @@ class Scorer:
                 nv = sum(c[1][j] for c in counts)
                 if p.kind == "per-value":
                     vec = (a + nv) / (self.b + exp_d)
+                elif p.kind == "removed":
+                    u = d.values.index(p.value)
+                    vec = np.full(len(d.values), (a + n_total) / (self.b + big_e - exp_d[u]))
+                    vec[u] = 0.0
                 else:
                     u = d.values.index(p.value)
                     vec = np.full(len(d.values), (a + n_total - nv[u]) / (self.b + big_e - exp_d[u]))

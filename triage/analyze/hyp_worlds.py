@@ -18,6 +18,9 @@ The kinds of world (the issue's list):
                   memory accesses
     shared_hosts  2-3 independent bugs with non-host triggers on a small cluster, so their
                   symptoms share hosts by chance
+    mitigated     `triage demo`'s shape: a bug with 2-4 symptoms in every run that a
+                  mitigation removes, plus a one-symptom bug (a seed set, a version or late
+                  steps) the mitigation leaves alone
 
 `World.truth()` is the true partition of incident ids; `World.evidence()` the model's input;
 `write_run` writes one run as real log files (a console log and triage-run.yaml) for
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from triage.analyze.hyp_evidence import Evidence, IncidentObs, RunObs
 
-KINDS = ("one_bug", "independent", "host_plus_sw", "shared_sig", "shared_hosts")
+KINDS = ("one_bug", "independent", "host_plus_sw", "shared_sig", "shared_hosts", "mitigated")
 
 # The symptom vocabulary: signature name -> family (the log writer renders each as real lines).
 SYMPTOMS = ("nan_loss", "nccl_timeout", "illegal_access", "device_assert", "xid_79",
@@ -188,6 +191,12 @@ def make_world(kind: str, rng: random.Random) -> World:
         bugs.append(Bug("data", Trigger("seeds", frozenset(rng.sample(seeds, 3))),
                         {"nan_loss": 1.0}, base * rng.uniform(0.8, 2.0),
                         also=Trigger("version", frozenset(versions[:-1]))))
+    elif kind == "mitigated":
+        k = rng.randint(2, 4)
+        bugs.append(Bug("reduction", Trigger("always"), _mix(rng, pool[:k]),
+                        base * rng.uniform(0.8, 2.0), mitigated_by="fix-a"))
+        bugs.append(Bug("data", trig(["seeds", "version", "late"]), {pool[k]: 1.0},
+                        base * rng.uniform(0.8, 2.0)))
     else:
         raise ValueError(kind)
     return World(kind, bugs, hosts=hosts)

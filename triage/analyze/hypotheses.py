@@ -253,19 +253,26 @@ def _n_split(h: Hyp) -> int:
 def evidence_from_case(store) -> Evidence:
     """Read runs (with exposure), incidents and signatures from a `triage.case.CaseStore`.
 
-    Exposure is GPU-steps. When some run's logs show no steps at all (GPU-steps 0), GPU-steps
-    cannot be compared across runs, so every run counts as one unit of exposure instead (its
-    hosts sharing it by their number of ranks) and the step-range dimension is left out; the
-    ledger says so in its notes.
+    Exposure is GPU-steps. A run that failed before its logs showed a step completed none: its
+    exposure is zero and its incident's onset is step 0 (a data error in the first batch). But
+    when a run that did not fail shows no steps, or no run shows any, the logs do not show
+    steps, GPU-steps cannot be compared across runs, and every run counts as one unit of
+    exposure instead (its hosts sharing it by their number of ranks) and the step-range
+    dimension is left out; the ledger says so in its notes.
     """
     runs = []
     rank_hosts: dict[str, dict[int, str]] = {}
     all_runs = store.runs()
-    per_run = any(r.gpu_steps <= 0 for r in all_runs)
+    per_run = (all(r.gpu_steps <= 0 for r in all_runs)
+               or any(r.gpu_steps <= 0 and not r.failed for r in all_runs))
+    early = {r.name for r in all_runs if r.gpu_steps <= 0 and r.failed and not per_run}
     notes: tuple[str, ...] = ()
     if per_run and all_runs:
         notes = ("some runs show no training steps, so exposure is counted in runs, not "
                  "GPU-steps, and onset (step range) is not used",)
+    elif early:
+        notes = (f"{len(early)} failed run(s) show no completed step while the others do: "
+                 "counted as failing in their first step (no exposure, onset step 0)",)
     for r in all_runs:
         rank_hosts[r.name] = r.hosts
         labels = {str(k): str(v) for k, v in r.labels.items()}
@@ -282,7 +289,8 @@ def evidence_from_case(store) -> Evidence:
                           if hosts and len(hosts) == len(r.ranks) else {})
             runs.append(RunObs(r.name, 1.0, labels, host_steps, None))
             continue
-        runs.append(RunObs(r.name, float(r.gpu_steps), labels, host_steps, r.steps_completed))
+        steps = 0 if r.name in early and r.steps_completed is None else r.steps_completed
+        runs.append(RunObs(r.name, float(r.gpu_steps), labels, host_steps, steps))
     incidents = []
     for inc in store.incidents():
         root = inc.root
@@ -290,9 +298,10 @@ def evidence_from_case(store) -> Evidence:
         host = root.host
         if host is None and root.rank is not None:  # the run's rank -> host map knows it
             host = rank_hosts.get(inc.run, {}).get(root.rank)
+        step = 0 if root.step is None and inc.run in early else root.step
         incidents.append(IncidentObs(ident, inc.run, root.signature,
                                      tuple(s for s in inc.signatures if s != root.signature),
-                                     host, root.rank, root.step))
+                                     host, root.rank, step))
     titles = {s.id: f"{s.family}: {s.template}" for s in store.signatures()}
     return Evidence(tuple(runs), tuple(incidents), {}, titles, notes)
 

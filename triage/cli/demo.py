@@ -21,9 +21,9 @@ def register(app: typer.Typer) -> None:
 
 def demo_cmd(
     outdir: Path = typer.Option(Path("triage-demo"), "--out", "-o", help="Output directory (replaced if it holds an earlier demo)."),
-    plan: Optional[str] = typer.Option(None, "--plan", help="Runs to make, e.g. 'custom:1,2,6 stock:1,7' (default: 8 runs)."),
-    small: bool = typer.Option(False, "--small", help="The reduced plan of the end-to-end test (4 runs, 20 steps)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per run (default 40; 20 with --small)."),
+    plan: Optional[str] = typer.Option(None, "--plan", help="Runs to make, e.g. 'custom:1,2,6 stock:1,7' (default: seeds 1-14 in both arms, 28 runs)."),
+    small: bool = typer.Option(False, "--small", help="The reduced plan of the end-to-end test (seeds 1-10 in both arms, 20 runs)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per run (default 40)."),
     json_out: bool = typer.Option(False, "--json", help="Print the triage.demo/1 summary object only."),
 ) -> None:
     """Run real 4-rank jobs, then find the signatures, one bug or many, the first bad step, and write the report."""
@@ -115,6 +115,9 @@ def render(result, console: Console | None = None) -> None:
             say(f"   first bad step = step of the first wrong sum: "
                 f"{sum(fbs.values())} of {len(fbs)} run(s)")
         if verdict:
+            say(f"   best explanation = what was injected (the reduction bug's "
+                f"{len(verdict['reduction_signatures'])} signature(s) one cause, the data "
+                f"error's another): {_yes(verdict.get('best_is_truth', False))}")
             say(f"   P(the {len(verdict['reduction_signatures'])} reduction signatures share one "
                 f"cause) = {verdict['p_reduction_one_cause']:.2f}; P(the data error is a cause "
                 f"of its own) = {verdict['p_data_error_separate']:.2f}")

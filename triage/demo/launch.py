@@ -5,7 +5,23 @@
     python -m torch.distributed.run --standalone --nproc-per-node N --log-dir OUT/logs \\
         --tee 3 --monitor-interval 0.5 -m triage.demo.train ARGS...
 
-in its own process group and writes:
+(`launcher="exec"`, the default: every worker is a fresh interpreter, torchrun's usual mode),
+or with `launcher="fork"`
+
+    python -m torch.distributed.run ... --start-method fork \\
+        --run-path .../triage/demo/train.py ARGS...
+
+where torchrun forks the workers from its own process, which has imported torch already.
+Both are real torchrun jobs on gloo. Fork costs about a third of the CPU time (one torch import
+per job instead of five: ~2.7 CPU-s instead of ~8 on this machine) and is what `triage demo`
+uses to afford ~30 runs. What differs in the logs: the agent names the entry point
+`run_script_path (start_method: fork)`, its "Root Cause (first observed failure)" is the
+lowest-numbered failed rank it polls (not the earliest by time), and the workers' traceback
+frames start in torch's multiprocessing wrapper. train.py prints a worker's exception itself
+(elastic's fork wrapper would send it to the agent only) and restores the default signal
+handlers the fork inherited from the agent, so the console shows what an exec-mode job shows.
+
+It runs in its own process group and writes:
 
     OUT/console.log          the launcher's interleaved stdout+stderr, every worker line
                              prefixed "[default<R>]:" by --tee, plus the agent's own messages
@@ -28,7 +44,9 @@ Invariants
   the repository root is put on PYTHONPATH so the workers import this checkout of triage.
 
 Limits: one node, one attempt (no --max-restarts: restarts with the default rendezvous were
-racy here, see DESIGN.md).
+racy here, see DESIGN.md). In fork mode one job in a few hundred has been seen to hang after
+training finished (every rank logged "training finished", the agent kept polling); the job
+timeout bounds it and `triage demo` runs such a job once more (see pipeline.py).
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +177,19 @@ def _normalise_fault(fault: str | Sequence[str] | None) -> str | None:
     return ",".join(kinds) or None
 
 
-def build_command(*, nproc: int, log_dir: Path, train_args: Sequence[str]) -> list[str]:
+LAUNCHERS = ("exec", "fork")
+TRAIN_SCRIPT = REPO_ROOT / "triage" / "demo" / "train.py"
+
+
+def build_command(*, nproc: int, log_dir: Path, train_args: Sequence[str],
+                  launcher: str = "exec") -> list[str]:
+    """torchrun's command line. `launcher`: "exec" starts every worker as a fresh interpreter
+    (`-m triage.demo.train`, torchrun's usual mode); "fork" has torchrun fork the workers from
+    its own process, which has imported torch already (`--start-method fork --run-path`)."""
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"unknown launcher {launcher!r}", hint="choose from " + ", ".join(LAUNCHERS))
+    entry = (["--start-method", "fork", "--run-path", str(TRAIN_SCRIPT)] if launcher == "fork"
+             else ["-m", "triage.demo.train"])
     return [
         sys.executable, "-m", "torch.distributed.run",
         "--standalone",
@@ -166,7 +197,7 @@ def build_command(*, nproc: int, log_dir: Path, train_args: Sequence[str]) -> li
         "--log-dir", str(log_dir),
         "--tee", "3",
         "--monitor-interval", "0.5",
-        "-m", "triage.demo.train",
+        *entry,
         *train_args,
     ]
 
@@ -186,11 +217,14 @@ def run_job(
     probe_check: int = 0,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    launcher: str = "exec",
+    cancel: threading.Event | None = None,
 ) -> JobResult:
     """Run the demo job once under torchrun and return where everything is.
 
     A failing job is a normal result (see ``returncode``); only a job that cannot be started
-    raises. ``outdir`` must not already hold a run (its console.log).
+    raises, or one that is cancelled (``cancel`` set while it runs: it is killed, and
+    `JobCancelled` raised). ``outdir`` must not already hold a run (its console.log).
     """
     fault = _normalise_fault(fault)
     out = Path(outdir).resolve()  # the job runs with cwd=out: every path must be absolute
@@ -218,7 +252,7 @@ def run_job(
         if probe_check:
             train_args += ["--probe-check", str(probe_check)]
     train_args += list(extra_args)
-    cmd = build_command(nproc=nproc, log_dir=log_dir, train_args=train_args)
+    cmd = build_command(nproc=nproc, log_dir=log_dir, train_args=train_args, launcher=launcher)
 
     child_env = dict(os.environ)
     child_env.setdefault("OMP_NUM_THREADS", "1")
@@ -237,11 +271,8 @@ def run_job(
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env, cwd=str(out), start_new_session=True)
         try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            returncode = _kill_group(proc)
-        except BaseException:  # Ctrl-C or a dying caller: never leave the job running
+            returncode, timed_out = _wait(proc, started + timeout, cancel)
+        except BaseException:  # Ctrl-C, a dying caller, a cancel: never leave the job running
             _kill_group(proc)
             raise
     duration = time.monotonic() - started
@@ -254,6 +285,24 @@ def run_job(
     )
     (out / "job.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+class JobCancelled(Exception):
+    """run_job's `cancel` event was set while the job ran (the job was killed)."""
+
+
+def _wait(proc: subprocess.Popen, deadline: float,
+          cancel: threading.Event | None) -> tuple[int, bool]:
+    """(return code, timed out): wait for the job until `deadline`; kill it on a timeout."""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return proc.wait(timeout=max(0.0, min(left, 0.2) if cancel is not None else left)), False
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("cancelled") from None
+            if time.monotonic() >= deadline:
+                return _kill_group(proc), True
 
 
 def _kill_group(proc: subprocess.Popen) -> int:

@@ -12,6 +12,13 @@ timestamps, one step line per rank per step) and lets every error torch raises p
 untouched; the entry point is wrapped in elastic's ``@record`` so a failing rank writes
 ``error.json`` under torchrun's ``--log-dir``.
 
+Under ``torchrun --start-method fork --run-path .../train.py`` (triage.demo.launch's "fork"
+launcher) the workers are forked from the agent, which has imported torch already. A forked
+worker restores the default signal handlers (it inherits the agent's, which would delay its
+death on SIGTERM until a blocking collective returns), prints its own exception the way an
+exec-started worker's interpreter does (elastic's fork wrapper would only pipe it to the
+agent), and returns instead of calling ``os._exit`` (the wrapper exits for it).
+
 Gradient sync and optimizer: ``--sync ddp`` wraps the model in DistributedDataParallel (with
 the reduction bug as a DDP comm hook); the default ``--sync manual`` averages one flat gradient
 buffer with one all-reduce per step, and ``--optim plain`` (default) is momentum SGD written
@@ -417,16 +424,39 @@ def train(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import multiprocessing
+
     from torch.distributed.elastic.multiprocessing.errors import record
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    record(train)(args)
+    forked = multiprocessing.parent_process() is not None
+    if forked:
+        # A forked worker inherits the agent's signal handlers (elastic's SIGTERM handler
+        # raises in Python, which waits until a blocking collective returns); a worker started
+        # on its own has the defaults and dies at once when the agent stops it. Restore them.
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        record(train)(args)
+    except Exception:
+        if forked:
+            # A worker forked by torchrun (--run-path --start-method fork): elastic's wrapper
+            # sends the traceback to the agent through a pipe and never prints it. Print it as
+            # the interpreter of a worker started on its own would (sys.excepthook, which
+            # init_process_group made prefix every line with "[rank<R>]:").
+            sys.excepthook(*sys.exc_info())
+            sys.stderr.flush()
+        raise
+    logging.shutdown()
+    if forked:
+        # elastic's wrapper reports the result and leaves with os._exit itself
+        return
     # Training finished cleanly. Leave without running C++ static destructors: with DDP on gloo,
     # torch 2.13 now and then aborts at interpreter exit ("terminate called without an active
     # exception", SIGABRT) after everything is done, which would turn a clean run into a crash.
-    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
