@@ -11,6 +11,9 @@ Public API
     written, text = write_report(data, "html", "report.html")
 """
 
+# Both builders are imported here, eagerly: importing a submodule binds its name on the package,
+# so a lazily imported `triage.report.from_case` module would replace the function of that name.
+from triage.report.from_case import from_case
 from triage.report.from_scan import from_scan
 from triage.report.model import REPORT_SCHEMA, ReportData
 from triage.report.render import (
@@ -22,13 +25,6 @@ from triage.report.render import (
     render_markdown,
     write_report,
 )
-
-
-def from_case(store, **kwargs):  # noqa: ANN001, ANN003 - see triage.report.from_case
-    """The report of a whole case (imported lazily: the case stage is optional here)."""
-    from triage.report.from_case import from_case as build  # noqa: PLC0415
-
-    return build(store, **kwargs)
 
 
 __all__ = [
