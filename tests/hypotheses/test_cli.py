@@ -186,6 +186,18 @@ def test_every_command_has_help():
         assert res.exit_code == 0 and len(res.stdout) > 100
 
 
+def _ingest_consoles(tmp_path, db, logs: dict):
+    """Ingest one console per run (name -> text) into `db`; the `triage hypotheses` result."""
+    for name, text in logs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "console.log").write_text(text, encoding="utf-8")
+        res = runner.invoke(app, ["ingest", str(tmp_path / name), "--run", name, "--case", str(db)])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["hypotheses", "--case", str(db)])
+    assert res.exit_code == 0, res.output
+    return res
+
+
 def test_runs_without_steps_count_as_runs(tmp_path):
     """A run that did not fail and shows no steps: the logs do not show steps, so GPU-steps
     cannot be compared and every run counts as one unit of exposure."""
@@ -196,13 +208,7 @@ def test_runs_without_steps_count_as_runs(tmp_path):
         "c": "[rank0]: step 100 | loss 2.0\n[rank1]: step 100 | loss 2.0\n",
         "d": "[rank0]: training finished\n",
     }
-    for name, text in logs.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "console.log").write_text(text, encoding="utf-8")
-        res = runner.invoke(app, ["ingest", str(tmp_path / name), "--run", name, "--case", str(db)])
-        assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["hypotheses", "--case", str(db)])
-    assert res.exit_code == 0, res.output
+    res = _ingest_consoles(tmp_path, db, logs)
     assert "exposure is counted in runs" in res.stdout
     data = json.loads(runner.invoke(app, ["hypotheses", "--case", str(db), "--json"]).stdout)
     assert 0 < data["p_one_bug"] < 1
@@ -218,13 +224,7 @@ def test_a_failure_before_the_first_step_has_no_exposure(tmp_path):
              "[rank0]: ValueError: corrupt record 9 in shard train-00000\n",
         "c": "[rank0]: step 100 | loss 2.0\n[rank1]: step 100 | loss 2.0\n",
     }
-    for name, text in logs.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "console.log").write_text(text, encoding="utf-8")
-        res = runner.invoke(app, ["ingest", str(tmp_path / name), "--run", name, "--case", str(db)])
-        assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["hypotheses", "--case", str(db)])
-    assert res.exit_code == 0, res.output
+    res = _ingest_consoles(tmp_path, db, logs)
     assert "exposure is counted in runs" not in res.stdout
     assert "1 failed run(s) show no completed step" in res.stdout
     from triage.analyze.hypotheses import evidence_from_case
