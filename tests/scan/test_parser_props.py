@@ -381,3 +381,25 @@ def test_scan_long_ascii_line_is_windowed(tmp_path, playbook):
     assert rc.family == "cuda_illegal_access" and rc.rank == 3 and rc.source.line == 1
     assert rc.message.startswith("…") and len(rc.message) <= 2 * 4096 + 2
     assert "RuntimeError: CUDA error: an illegal memory access" in rc.message
+
+
+# -- the windowed backward search for step keywords ----------------------------------------------
+
+_PIECES = st.sampled_from([b"tep", b"iter", b"Iter", b"it/s", b"it/", b"ter", b"\n", b"s", b"x"])
+_FILLER = st.integers(1, 3000).map(lambda n: b"a" * n)
+
+
+@FAST
+@given(parts=st.lists(st.one_of(_PIECES, _FILLER), max_size=120), data=st.data())
+def test_step_candidates_are_every_keyword_last_first(parts, data):
+    """`_step_candidates` searches backwards in growing windows; whatever the window edges cut
+    (a keyword across an edge included) it yields exactly the offsets of every keyword that lies
+    wholly in data[floor:pos], last first, each once."""
+    from triage.scan.worker import _STEP_KEYS, _step_candidates
+
+    blob = b"".join(parts)
+    floor = data.draw(st.integers(0, len(blob)))
+    pos = data.draw(st.integers(floor, len(blob)))
+    expected = sorted({i for k in _STEP_KEYS for i in range(floor, pos - len(k) + 1)
+                       if blob.startswith(k, i)}, reverse=True)
+    assert list(_step_candidates(blob, floor, pos)) == expected

@@ -18,6 +18,8 @@ ones (elastic exit records, world size), each with its kind in `pattern_kind`.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 
@@ -135,7 +137,7 @@ class Engine:
                 sets.append((s, ids))
         self._sets = sets
 
-    @property
+    @functools.cached_property
     def has_step_presence(self) -> bool:
         return KIND_STEPKEY in self.pattern_kind
 

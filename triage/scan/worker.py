@@ -171,13 +171,13 @@ _STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains on
 
 _STEP_KEYS_RE = FastRegex(re2.compile(b"|".join(_STEP_KEYS)))  # is there any step keyword?
 _STEP_KEY_MAX = max(map(len, _STEP_KEYS))
-_STEP_WINDOWS = (4 << 10, 32 << 10, 256 << 10)  # then the rest of the data in one go
+_STEP_WINDOWS = (1 << 10, 8 << 10, 64 << 10, 512 << 10)  # then the rest of the data in one go
 
 
 def _step_candidates(data: bytes, floor: int, pos: int):
     """Offsets of step keywords in data[floor:pos], last first.
 
-    Searched backwards in growing windows (4 KB, 32 KB, 256 KB, then all that is left), so the
+    Searched backwards in growing windows (1 KB, 8 KB, 64 KB, 512 KB, then all that is left), so the
     common case, a step line a few lines above, costs a few short searches however long the
     data is; every byte is still searched at most once per keyword, so a whole window costs
     O(len). Before a large window, one RE2 pass tells whether it holds any keyword at all (most
