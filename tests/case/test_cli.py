@@ -173,3 +173,22 @@ def test_every_command_has_help_and_docs():
         res = CliRunner().invoke(app, [name, "--help"])
         assert res.exit_code == 0 and "--case" in res.output
         assert f"triage {name}" in doc
+
+
+def test_log_text_in_tables_is_never_markup(tmp_path):
+    """A template from an untrusted log is shown verbatim: rich markup in it (`[red]`,
+    `[link=...]`, gloo's `[enforce fail at x.cc:456]`) is neither styled nor dropped."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "rank_0.log").write_text(
+        "[rank0]: step 3 | loss 2.0\n[rank0]: RuntimeError: [enforce fail at pair.cc] size "
+        "mismatch [red]boom[/red] [link=http://e.vil]click[/link]\n", encoding="utf-8")
+    db = tmp_path / "case.db"
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(logs), "--run", "a", "--case", str(db)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["signatures", "--case", str(db)], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())
+    for literal in ("[enforce fail at pair.cc]", "[red]boom[/red]", "[link=http://e.vil]click[/link]"):
+        assert literal in text, text

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from triage.cli.common import err, handle_errors, out, print_json, want_progress, warn
+from triage.cli.common import add_plain_row, err, handle_errors, out, print_json, want_progress, warn
 
 CaseOpt = Annotated[Optional[Path], typer.Option(
     "--case", help="Case file (default: $TRIAGE_CASE, else .triage/case.db).", dir_okay=False)]
@@ -122,7 +122,7 @@ def runs(case: CaseOpt = None, json: JsonOpt = False) -> None:
                 inc = incidents.get(r.id)
                 outcome = (f"{inc.root.family} rank {inc.root.rank} step {inc.root.step}"
                            if inc else "clean")
-                t.add_row(r.name, str(r.world_size or "-"), str(r.steps_completed
+                add_plain_row(t, r.name, str(r.world_size or "-"), str(r.steps_completed
                           if r.steps_completed is not None else "-"), str(r.gpu_steps),
                           " ".join(f"{k}={v}" for k, v in sorted(r.labels.items())) or "-", outcome)
             out.print(t)
@@ -142,7 +142,7 @@ def signatures(case: CaseOpt = None, json: JsonOpt = False) -> None:
                              overflow="fold" if col == "template" else "ellipsis",
                              no_wrap=col in ("signature", "family"))
             for s in sigs:
-                t.add_row(_short(s.id), s.family, str(s.runs), str(s.root_runs),
+                add_plain_row(t, _short(s.id), s.family, str(s.runs), str(s.root_runs),
                           str(len(s.hosts)), s.template)
             out.print(t)
 
@@ -203,7 +203,7 @@ def timeline(
                 cells = [row.label] + ([row.host or "?"] if tl.run is not None else [])
                 cells += [str(row.steps) if row.steps is not None else "?",
                           row.cells(width, tl.max_step), what]
-                t.add_row(*cells)
+                add_plain_row(t, *cells)
             out.print(t)
 
 
@@ -242,7 +242,7 @@ def rates(
                     cells.append(_interval(r.per_gpu_hour))
                 if at_gpus:
                     cells.append(_mtbf(r))
-                t.add_row(*cells)
+                add_plain_row(t, *cells)
             out.print(t)
 
 
@@ -266,7 +266,7 @@ def suspects(
             for c in ("signature", "family", "events", "hosts", "verdict", "suspects"):
                 v.add_column(c, justify="right" if c in ("events", "hosts") else "left")
             for x in rep.verdicts:
-                v.add_row(_short(x.signature), x.family, str(x.events), str(x.distinct_hosts),
+                add_plain_row(v, _short(x.signature), x.family, str(x.events), str(x.distinct_hosts),
                           x.verdict, ", ".join(x.suspects) or "-")
             out.print(v)
             tests = rep.tests if show_all else [t for t in rep.tests if t.observed > 0][:20]
@@ -277,7 +277,7 @@ def suspects(
             for c in ("signature", "kind", "unit", "observed", "expected", "p", "p (Holm)", "suspect"):
                 t.add_column(c, justify="left" if c in ("signature", "kind", "unit") else "right")
             for x in tests:
-                t.add_row(_short(x.signature), x.kind, x.unit, str(x.observed),
+                add_plain_row(t, _short(x.signature), x.kind, x.unit, str(x.observed),
                           f"{x.expected:.2f}", _fmt(x.p_value), _fmt(x.p_adjusted),
                           "yes" if x.suspect else "no")
             out.print(t)

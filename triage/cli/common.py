@@ -108,5 +108,14 @@ def safe_text(text: str) -> str:
     return "".join(ch if ch >= " " or ch == "\t" else "\ufffd" for ch in text)
 
 
+def add_plain_row(table, *cells) -> None:
+    """A table row whose str cells are shown as they are: rich would read `[red]`, `[link=...]`
+    or `[enforce fail at x.cc:456]` in a log-derived cell as markup (styling it, making it a
+    hyperlink, or dropping it). Non-str cells (already renderables) pass through."""
+    from rich.text import Text
+
+    table.add_row(*(Text(safe_text(c)) if isinstance(c, str) else c for c in cells))
+
+
 def playbook_dirs_option(dirs: list | None) -> list[str]:
     return [str(d) for d in (dirs or [])]

@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from triage.cli.common import handle_errors, out, print_json, rank_ranges
+from triage.cli.common import add_plain_row, handle_errors, out, print_json, rank_ranges
 
 
 def register(app: typer.Typer) -> None:
@@ -58,7 +58,7 @@ def render(result, console: Console | None = None) -> None:
     for r in result.runs:
         root = r.root
         found = f"{root['family']} r{_dash(root['rank'])}@{_dash(root['step'])}" if root else "-"
-        runs.add_row(r.spec.name, str(r.job.returncode), found, _dash(r.first_bad_step),
+        add_plain_row(runs, r.spec.name, str(r.job.returncode), found, _dash(r.first_bad_step),
                      r.truth_text())
     console.print(runs)
     say()
@@ -70,7 +70,7 @@ def render(result, console: Console | None = None) -> None:
             sigs.add_column(col, no_wrap=True)
         for s in result.signatures:
             if s["root_runs"]:
-                sigs.add_row(s["family"], str(s["root_runs"]), rank_ranges(s["ranks"]),
+                add_plain_row(sigs, s["family"], str(s["root_runs"]), rank_ranges(s["ranks"]),
                              s["template"][:64])
         console.print(sigs)
         say()

@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from triage.cli.common import handle_errors, out, print_json, rank_ranges, warn
+from triage.cli.common import add_plain_row, handle_errors, out, print_json, rank_ranges, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -79,6 +79,6 @@ def render(result, console: Console | None = None) -> None:
     bad = set(result.bad_ranks)
     for rec in result.window:
         flag = "<-" if rec.step == result.first_bad_step and rec.rank in bad else ""
-        table.add_row(str(rec.step), str(rec.rank), _fmt(rec.loss), _fmt(rec.grad_norm),
+        add_plain_row(table, str(rec.step), str(rec.rank), _fmt(rec.loss), _fmt(rec.grad_norm),
                       (rec.checksum or "-")[:15], "/".join(str(n) for n in rec.nonfinite), flag)
     console.print(table)
