@@ -66,7 +66,9 @@ adding a run with a new signature never changes what the prior says about the ol
 favours fewer causes (P(one bug) = 1/n, P(all separate) = 1/n! for alpha = 1). A signature is
 split into two units (two bugs behind one signature) with prior probability `SPLIT_PRIOR`
 (0.15: generic signatures such as NaN or a collective timeout often have several causes),
-spread evenly over the possible one-value splits; the two halves must lie in different causes,
+spread over the possible one-value splits as the profiles spread their weight: a dimension
+uniformly, then one of its values (so 32 hosts do not make a split by version 8x less likely
+than with 4 hosts); the two halves must lie in different causes,
 so the CRP is renormalised by P(two given units apart) = alpha/(1+alpha).
 
 Regions. A cause may be confined to a region (dimension d in a value set): by a user's claim
@@ -538,19 +540,35 @@ def log_crp(block_sizes: Sequence[int], alpha: float = CRP_ALPHA) -> float:
 
 
 def n_split_choices(tables: Tables) -> int:
-    """How many one-value splits a signature could have: the denominator of SPLIT_PRIOR."""
+    """How many one-value splits a signature could have."""
     return max(1, sum(len(d.values) for d in tables.dims))
 
 
-def log_prior(block_sizes: Sequence[int], n_signatures: int, n_split: int, tables: Tables) -> float:
+def log_split_choice(tables: Tables, dim: str | None) -> float:
+    """log prior of one split's choice of (dimension, value), given that the signature splits:
+    a dimension uniformly, then one of its values uniformly, as the rate profiles weigh them
+    (1/D, then 1/|V_d|). Without the dimension (a caller that only counts splits): uniform over
+    every (dimension, value) pair."""
+    sizes = {d.name: len(d.values) for d in tables.dims}
+    if dim is None or dim not in sizes:
+        return -math.log(n_split_choices(tables))
+    return -math.log(max(1, len(sizes))) - math.log(max(1, sizes[dim]))
+
+
+def log_prior(block_sizes: Sequence[int], n_signatures: int, n_split: int, tables: Tables,
+              split_dims: Sequence[str] | None = None) -> float:
     """Prior of a hypothesis: CRP over its units, and the split prior per signature.
 
     `n_split` signatures are each split into two units whose halves lie apart (renormalised
-    by alpha/(1+alpha) each, an exact correction for one split, close for more).
+    by alpha/(1+alpha) each, an exact correction for one split, close for more); `split_dims`,
+    when given, names the dimension of each split (see `log_split_choice`).
     """
     value = log_crp(block_sizes)
     value += (n_signatures - n_split) * math.log1p(-SPLIT_PRIOR)
     if n_split:
-        value += n_split * (math.log(SPLIT_PRIOR) - math.log(n_split_choices(tables))
-                            - math.log(CRP_ALPHA / (1 + CRP_ALPHA)))
+        dims = list(split_dims) if split_dims is not None and len(split_dims) == n_split \
+            else [None] * n_split
+        for dim in dims:
+            value += (math.log(SPLIT_PRIOR) + log_split_choice(tables, dim)
+                      - math.log(CRP_ALPHA / (1 + CRP_ALPHA)))
     return value

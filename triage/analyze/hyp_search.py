@@ -98,7 +98,9 @@ def score(scorer: Scorer, causes: Sequence[Sequence[Unit]], claims: Sequence[Cla
     claims = tuple(claims) if claims is not None else (None,) * len(causes)
     causes_t = tuple(tuple(sorted(c, key=lambda u: u.key)) for c in causes)
     ev = sum(scorer.cause(c, cl) for c, cl in zip(causes_t, claims))
-    lp = log_prior([len(c) for c in causes_t], n_signatures, n_split, scorer.t)
+    split_dims = {u.signature: u.region[0] for c in causes_t for u in c if u.region is not None}
+    lp = log_prior([len(c) for c in causes_t], n_signatures, n_split, scorer.t,
+                   list(split_dims.values()) if len(split_dims) == n_split else None)
     return Hyp(causes_t, claims, ev, lp, kind, name, note)
 
 
