@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from triage.errors import EXIT_INTERNAL, TriageError
 
@@ -29,7 +30,8 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except TriageError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True) \
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False,
+                  soft_wrap=True) \
             if err.is_terminal else print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code)
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
