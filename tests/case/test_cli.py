@@ -192,3 +192,25 @@ def test_log_text_in_tables_is_never_markup(tmp_path):
     text = " ".join(res.stdout.split())
     for literal in ("[enforce fail at pair.cc]", "[red]boom[/red]", "[link=http://e.vil]click[/link]"):
         assert literal in text, text
+
+
+def test_escape_sequences_in_logs_never_reach_the_terminal(tmp_path):
+    """A log line carrying a terminal hyperlink (OSC 8), a reset (ESC c) and a bell is shown
+    without any of them by every command that prints log text."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "rank_0.log").write_text(
+        "[rank0]: step 3 | loss 2.0\n[rank0]: RuntimeError: boom \x1b]8;;http://e.vil\x07click"
+        "\x1b]8;;\x07 bell\x07 reset\x1bc end\n", encoding="utf-8")
+    db = tmp_path / "case.db"
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(logs), "--run", "a", "--case", str(db)]).exit_code == 0
+    sig = json.loads(runner.invoke(app, ["signatures", "--case", str(db), "--json"]).stdout)
+    sig_id = (sig["signatures"] if isinstance(sig, dict) else sig)[0]["id"]
+    for args in (["scan", str(logs)], ["signatures", "--case", str(db)],
+                 ["show", sig_id, "--case", str(db)], ["hypotheses", "--case", str(db)],
+                 ["timeline", "--case", str(db)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code in (0, 1), (args, res.output)
+        assert "\x1b" not in res.stdout and "\x07" not in res.stdout, (args, repr(res.stdout))
+        assert "http://e.vil" not in res.stdout, args

@@ -15,7 +15,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from triage.cli.common import add_plain_row, err, handle_errors, out, print_json, want_progress, warn
+from triage.cli.common import (add_plain_row, err, handle_errors, out, print_json, safe_text,
+                               want_progress, warn)
 
 CaseOpt = Annotated[Optional[Path], typer.Option(
     "--case", help="Case file (default: $TRIAGE_CASE, else .triage/case.db).", dir_okay=False)]
@@ -162,12 +163,13 @@ def show(
                             "occurrences": [o.to_json() for o in occs]})
                 return
             out.print(f"{sig.id}  {sig.family}  ({sig.runs} run(s), root cause in {sig.root_runs})")
-            out.print(f"  {sig.template}", markup=False)
+            out.print(f"  {safe_text(sig.template)}", markup=False)
             for o in occs:
-                out.print(f"\n{o.run}  rank {o.rank if o.rank is not None else '?'}  "
-                          f"host {o.host or '?'}  step {o.step if o.step is not None else '?'}  "
-                          f"{o.role}", markup=False)
-                out.print(f"  {o.path}:{o.line}: {o.message}", markup=False, soft_wrap=True)
+                out.print(f"\n{safe_text(o.run)}  rank {o.rank if o.rank is not None else '?'}  "
+                          f"host {safe_text(o.host or '?')}  "
+                          f"step {o.step if o.step is not None else '?'}  {o.role}", markup=False)
+                out.print(safe_text(f"  {o.path}:{o.line}: {o.message}"), markup=False,
+                          soft_wrap=True)
 
 
 def timeline(

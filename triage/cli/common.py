@@ -110,6 +110,11 @@ def safe_text(text: str) -> str:
     return "".join(ch if ch >= " " or ch == "\t" else "\ufffd" for ch in text)
 
 
+def safe_lines(text: str) -> str:
+    """`safe_text` line by line: newlines kept, every other control character shown as \ufffd."""
+    return "\n".join(safe_text(line) for line in text.split("\n"))
+
+
 def add_plain_row(table, *cells) -> None:
     """A table row whose str cells are shown as they are: rich would read `[red]`, `[link=...]`
     or `[enforce fail at x.cc:456]` in a log-derived cell as markup (styling it, making it a

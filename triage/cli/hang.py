@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from triage.cli.common import handle_errors, print_json, warn
+from triage.cli.common import handle_errors, print_json, safe_lines, warn
 
 
 def format_verdict(v) -> str:
@@ -73,4 +73,4 @@ def register(app: typer.Typer) -> None:
             if json_out:
                 print_json(verdict.to_json())
             else:
-                typer.echo(format_verdict(verdict), nl=False)
+                typer.echo(safe_lines(format_verdict(verdict)), nl=False)

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from triage.cli.common import err, handle_errors, print_json, want_progress
+from triage.cli.common import err, handle_errors, print_json, safe_lines, want_progress
 
 CaseOpt = Annotated[Optional[Path], typer.Option(
     "--case", help="Case file (default: $TRIAGE_CASE, else .triage/case.db).", dir_okay=False)]
@@ -97,7 +97,7 @@ def show(
             if json:
                 print_json(ledger.to_json(limit))
             else:
-                print(render(ledger, ev, limit))
+                print(safe_lines(render(ledger, ev, limit)))
 
 
 @app.command("add")

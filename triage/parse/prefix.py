@@ -24,7 +24,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+# Terminal escape sequences (ECMA-48), removed from log text before it is parsed or shown:
+# OSC (`ESC ] ... BEL` or `... ESC \\`: titles, hyperlinks), DCS/SOS/PM/APC strings, CSI
+# (colours, cursor moves), the two-character escapes (`ESC c` resets a terminal), and a lone ESC.
+# An unterminated string runs to the next ESC or the end of the text.
+ANSI_RE = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b\[[0-9;?:<=>]*[ -/]*[@-~]"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
+)
 
 # One bracketed origin tag. Group "rank" is the rank number.
 _BRACKET = (
