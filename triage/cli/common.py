@@ -30,9 +30,9 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except TriageError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False,
+        err.print(f"[bold red]error:[/] {escape(safe_text(str(exc)))}", markup=True, highlight=False,
                   soft_wrap=True) \
-            if err.is_terminal else print(f"error: {exc}", file=sys.stderr)
+            if err.is_terminal else print(f"error: {safe_text(str(exc))}", file=sys.stderr)
         raise typer.Exit(exc.exit_code)
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
@@ -83,7 +83,8 @@ def want_progress(json_mode: bool) -> bool:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    """One warning line on stderr; a path or log text in it cannot drive the terminal."""
+    print(f"warning: {safe_text(message)}", file=sys.stderr)
 
 
 def rank_ranges(ranks, limit: int = 12) -> str:
