@@ -225,20 +225,14 @@ class RssSampler:
         """Proportional set size (PSS): pages a forked worker still shares with its parent
         count once across the tree, not once per process as summed RSS would count them.
         Falls back to RSS where smaps_rollup is missing."""
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+            try:
+                with open(f"/proc/{pid}/{name}") as fh:
+                    for line in fh:
+                        if line.startswith(key):
+                            return int(line.split()[1]) * 1024
+            except OSError:
+                pass
         return 0
 
     def _run(self) -> None:
