@@ -175,18 +175,24 @@ def test_every_command_has_help_and_docs():
         assert f"triage {name}" in doc
 
 
+def _ingest_one_line(tmp_path: Path, error_line: str) -> tuple[Path, Path]:
+    """A one-rank run whose last line is `error_line`, ingested into a fresh case."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "rank_0.log").write_text(f"[rank0]: step 3 | loss 2.0\n[rank0]: {error_line}\n",
+                                     encoding="utf-8")
+    db = tmp_path / "case.db"
+    res = CliRunner().invoke(app, ["ingest", str(logs), "--run", "a", "--case", str(db)])
+    assert res.exit_code == 0, res.output
+    return logs, db
+
+
 def test_log_text_in_tables_is_never_markup(tmp_path):
     """A template from an untrusted log is shown verbatim: rich markup in it (`[red]`,
     `[link=...]`, gloo's `[enforce fail at x.cc:456]`) is neither styled nor dropped."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "rank_0.log").write_text(
-        "[rank0]: step 3 | loss 2.0\n[rank0]: RuntimeError: [enforce fail at pair.cc] size "
-        "mismatch [red]boom[/red] [link=http://e.vil]click[/link]\n", encoding="utf-8")
-    db = tmp_path / "case.db"
+    logs, db = _ingest_one_line(tmp_path, "RuntimeError: [enforce fail at pair.cc] size mismatch "
+                                "[red]boom[/red] [link=http://e.vil]click[/link]")
     runner = CliRunner()
-    res = runner.invoke(app, ["ingest", str(logs), "--run", "a", "--case", str(db)])
-    assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["signatures", "--case", str(db)], env={"COLUMNS": "400"})
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
@@ -197,14 +203,9 @@ def test_log_text_in_tables_is_never_markup(tmp_path):
 def test_escape_sequences_in_logs_never_reach_the_terminal(tmp_path):
     """A log line carrying a terminal hyperlink (OSC 8), a reset (ESC c) and a bell is shown
     without any of them by every command that prints log text."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "rank_0.log").write_text(
-        "[rank0]: step 3 | loss 2.0\n[rank0]: RuntimeError: boom \x1b]8;;http://e.vil\x07click"
-        "\x1b]8;;\x07 bell\x07 reset\x1bc end\n", encoding="utf-8")
-    db = tmp_path / "case.db"
+    logs, db = _ingest_one_line(tmp_path, "RuntimeError: boom \x1b]8;;http://e.vil\x07click"
+                                "\x1b]8;;\x07 bell\x07 reset\x1bc end")
     runner = CliRunner()
-    assert runner.invoke(app, ["ingest", str(logs), "--run", "a", "--case", str(db)]).exit_code == 0
     sig = json.loads(runner.invoke(app, ["signatures", "--case", str(db), "--json"]).stdout)
     sig_id = (sig["signatures"] if isinstance(sig, dict) else sig)[0]["id"]
     for args in (["scan", str(logs)], ["signatures", "--case", str(db)],
