@@ -21,7 +21,7 @@ from triage.classify.signature import signature_id
 from triage.ingest.discover import InputSpec
 from triage.records import (Failure, InputInfo, Occurrence, RankState, Role, ScanResult,
                             ScanStats, SignatureSummary, SourceRef)
-from triage.scan.worker import Occ, PieceResult
+from triage.scan.worker import Occ, PieceResult, fold_into
 
 
 def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: float,
@@ -30,16 +30,6 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
     merged, so their per-piece tables are freed as the merged ones grow (peak memory)."""
     results.sort(key=lambda r: (r.input_index, r.start))
 
-    rank_last: dict[int, int] = {}
-    hosts: dict[int, str] = {}
-    exits: dict[int, tuple[int, bool]] = {}
-    ranks_seen: set[int] = set()
-    world = None
-    max_step = None
-    all_warnings = list(warnings)
-    firsts = [r.first_stamp for r in results if r.first_stamp]
-    lasts = [r.last_stamp for r in results if r.last_stamp]
-    merged: dict[tuple, Occ] = {}
     inputs: list[InputInfo] = []
     lines_total = bytes_total = 0
 
@@ -60,29 +50,13 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
                 occ.line_rel += line_base
         input_lines[piece.input_index] = line_base + piece.lines
         input_bytes[piece.input_index] += piece.bytes
+    acc = PieceResult(-1, 0)
     results.reverse()
-    while results:
-        piece = results.pop()
-        for rk, st in piece.rank_steps.items():
-            rank_last[rk] = st if rk not in rank_last else max(rank_last[rk], st)
-        for rk, h in piece.hosts.items():
-            hosts.setdefault(rk, h)
-        for rk, ex in piece.exits.items():
-            exits.setdefault(rk, ex)
-        ranks_seen |= piece.ranks
-        if piece.world_size is not None:
-            world = max(world or 0, piece.world_size)
-        if piece.max_step is not None:
-            max_step = piece.max_step if max_step is None else max(max_step, piece.max_step)
-        all_warnings.extend(piece.warnings)
-        for key, occ in piece.occs.items():
-            prev = merged.get(key)
-            if prev is None:
-                merged[key] = occ
-            else:
-                first, later = (prev, occ) if (prev.input_index, prev.offset) <= (occ.input_index, occ.offset) else (occ, prev)
-                first.count += later.count
-                merged[key] = first
+    while results:  # popped as folded: each result's tables are freed as the merged ones grow
+        fold_into(acc, results.pop())
+    rank_last, hosts, exits, ranks_seen = acc.rank_steps, acc.hosts, acc.exits, acc.ranks
+    world, max_step, merged = acc.world_size, acc.max_step, acc.occs
+    all_warnings = list(warnings) + acc.warnings
     for spec in specs:
         nlines = input_lines[spec.index]
         size = spec.size if spec.size else input_bytes[spec.index]
@@ -179,8 +153,8 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
         inputs=tuple(inputs), root_cause=root_failure, failures=tuple(failures),
         signatures=summaries, stats=ScanStats(lines_total, bytes_total, seconds), ranks=ranks,
         world_size=world, max_step=max_step, warnings=tuple(all_warnings), hang=verdict.hang,
-        occurrences=occurrences, start_time=min(firsts)[1] if firsts else None,
-        end_time=max(lasts)[1] if lasts else None)
+        occurrences=occurrences, start_time=acc.first_stamp[1] if acc.first_stamp else None,
+        end_time=acc.last_stamp[1] if acc.last_stamp else None)
 
 
 def _first_key(occs: Sequence[Occ]):

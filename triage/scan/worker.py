@@ -802,21 +802,29 @@ def scan_unit(engine: Engine, pieces, progress: Callable[[int], None] | None = N
         r = scan_piece(engine, piece, progress)
         if acc is None:
             acc = PieceResult(r.input_index, 0)
+        acc.parts.append((r.input_index, r.lines, r.bytes))
+        acc.lines += r.lines
+        acc.bytes += r.bytes
         fold_into(acc, r)
     return [acc] if acc is not None else []
 
 
 def fold_into(acc: PieceResult, r: PieceResult) -> None:
-    """Add the result of one whole file `r` to `acc` (files folded in input order)."""
-    acc.parts.append((r.input_index, r.lines, r.bytes))
-    acc.lines += r.lines
-    acc.bytes += r.bytes
+    """Add what result `r` found to `acc`: the fold of a batch (here) and of the merge.
+
+    Order-independent except for first-seen hosts and exit codes: callers fold in input order.
+    The first occurrence of a key is the one earliest in (input, offset); later ones only count.
+    Line counts and `parts` are the caller's (they differ between a batch and a split file).
+    """
     occs = acc.occs
     for key, occ in r.occs.items():
         prev = occs.get(key)
         if prev is None:
             occs[key] = occ
-        else:  # an earlier file of the batch had it first
+        elif (occ.input_index, occ.offset) < (prev.input_index, prev.offset):
+            occ.count += prev.count
+            occs[key] = occ
+        else:
             prev.count += occ.count
     steps = acc.rank_steps
     for rk, st in r.rank_steps.items():
