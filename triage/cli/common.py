@@ -8,7 +8,6 @@ terminal, never with --json.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from triage.errors import EXIT_INTERNAL, TriageError
+from triage.jsonout import write_json
 
 # Results go to stdout; progress, warnings and errors go to stderr.
 out = Console(highlight=False, soft_wrap=False)
@@ -62,10 +62,11 @@ def stdout_closed() -> None:
 
 def print_json(obj: Any) -> None:
     """One JSON object on stdout, nothing else."""
-    # Written as it is encoded (json.dump), never held whole: a scan of 100,000 ranks is
-    # megabytes of JSON; stdout's own buffer batches the small writes.
+    # json.dumps(indent=2) text, written in pieces as it is encoded, never held whole (a scan
+    # of 100,000 ranks is megabytes of JSON): triage.jsonout is the same text, several times
+    # faster than the standard library's indenting encoder.
     out = sys.stdout
-    json.dump(obj, out, indent=2, sort_keys=False, ensure_ascii=False)
+    write_json(obj, out)
     out.write("\n")
     out.flush()
 

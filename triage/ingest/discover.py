@@ -23,7 +23,7 @@ import glob
 import os
 import re
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from triage.errors import InputError
 
@@ -50,8 +50,7 @@ _ERRFILE_RE = re.compile(r"(?:^|/)(?:attempt_(\d+)/)?(\d{1,7})/[^/]*error[^/]*\.
 _NATURAL_RE = re.compile(r"(\d+)")
 
 
-@dataclass(frozen=True, slots=True)
-class InputSpec:
+class InputSpec(NamedTuple):  # a tuple: 100,000 are built before a scan starts, and sent to workers
     index: int
     path: str  # as shown to the user (relative where it was given relative)
     real: str | None  # filesystem path; None for stdin
@@ -83,11 +82,28 @@ def rank_hint(path: str) -> tuple[int | None, int | None]:
     if m:
         return int(m.group(2)), (int(m.group(1)) if m.group(1) else None)
     name = p.rsplit("/", 1)[-1]
-    for rx in _RANK_NAME_RES:
-        m = rx.search(name)
-        if m:
-            return int(m.group(1)), None
-    return None, None
+    # Names that differ only in their digits match the same way (the patterns treat every digit
+    # alike), so the span of the rank is cached by the name's shape: 100,000 rank_N.log files
+    # cost one regex search per shape.
+    shape = name.encode("utf-8", "surrogatepass").translate(_DIGIT_SHAPE)
+    span = _SHAPES.get(shape, False)
+    if span is False:
+        span = None
+        for rx in _RANK_NAME_RES:
+            m = rx.search(name)
+            if m:
+                span = m.span(1)
+                break
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
+        _SHAPES[shape] = span
+    if span is None:
+        return None, None
+    return int(name[span[0]:span[1]]), None
+
+
+_DIGIT_SHAPE = bytes.maketrans(b"123456789", b"000000000")
+_SHAPES: dict = {}
 
 
 def _kind_of(path: str, explicit: bool) -> str | None:
@@ -137,7 +153,8 @@ def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
         kind = _kind_of(path, explicit)
         if kind is None:
             return
-        if not os.access(path, os.R_OK):
+        # Readable by everyone needs no access() call (100,000 files: a tenth of a second).
+        if st.st_mode & 0o444 != 0o444 and not os.access(path, os.R_OK):
             warnings.append(f"{path}: permission denied; skipped")
             return
         seen_files.add(ident)
@@ -175,7 +192,10 @@ def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
                 except OSError:
                     files.append(e.path)
             stack.extend(sorted(subdirs, key=natural_key, reverse=True))
-        for f in sorted(files, key=natural_key):
+        # Every path starts with `root` + separator: the natural order of the rest is the
+        # natural order of the whole (no number spans the separator), at a fraction of the cost.
+        cut = len(root)
+        for f in sorted(files, key=lambda f: natural_key(f[cut:])):
             add(f, explicit=False)
 
     for raw in paths:

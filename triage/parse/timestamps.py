@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
@@ -41,8 +41,7 @@ _SYSLOG_RE = re.compile(
 _SEARCH_SPAN = 48  # a stamp must start within this many characters of the message start
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     iso: str
     key: float
     end: int
@@ -65,21 +64,30 @@ def _day(y: int, mo: int, d: int) -> float | None:
     return got
 
 
+_MINUTES: dict = {}  # (y, mo, d, h, mi) -> (epoch of the minute, "YYYY-MM-DDTHH:MM:"), or None
+
+
 def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
            tz: str | None, end: int, has_year: bool) -> Stamp | None:
-    if not (0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 60):
-        return None
-    day = _day(y, mo, d)
-    if day is None:
+    mk = (y, mo, d, h, mi)
+    got = _MINUTES.get(mk, False)
+    if got is False:
+        day = _day(y, mo, d) if (0 <= h <= 23 and 0 <= mi <= 59) else None
+        got = None if day is None else (day + h * 3600 + mi * 60,
+                                        f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:")
+        if len(_MINUTES) > 65536:
+            _MINUTES.clear()
+        _MINUTES[mk] = got
+    if got is None or not 0 <= s <= 60:
         return None
     s = min(s, 59)
-    iso = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
-    fsec = 0.0
+    base, head = got
+    iso = f"{head}{s:02d}"
+    key = base + s
     if frac:
         frac6 = (frac + "000000")[:6]
         iso += "." + frac6
-        fsec = int(frac6) / 1e6
-    key = day + (h * 3600 + mi * 60 + s) + fsec
+        key += int(frac6) / 1e6
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
@@ -94,25 +102,27 @@ def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
 def parse_timestamp(text: str, default_year: int = 1970) -> Stamp | None:
     """The first timestamp near the start of `text`, or None."""
     head = text[: _SEARCH_SPAN + 40]
-    m = _ISO_RE.search(head, 0, len(head))
-    if m is not None and m.start() <= _SEARCH_SPAN:
-        g = m.groupdict()
-        st = _build(int(g["y"]), int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
-                    int(g["s"]), g["frac"], g["tz"], m.end(), True)
-        if st is not None:
-            return st
+    if "-" in head:  # every ISO stamp has one: most lines without a date cost one `in`
+        m = _ISO_RE.search(head)
+        if m is not None and m.start() <= _SEARCH_SPAN:
+            y, mo, d, h, mi, s, frac, tz = m.groups()
+            st = _build(int(y), int(mo), int(d), int(h), int(mi), int(s), frac, tz, m.end(), True)
+            if st is not None:
+                return st
+    if ":" not in head:  # glog and syslog stamps have "HH:MM:SS"
+        return None
     m = _GLOG_RE.search(head)
     if m is not None and m.start() <= _SEARCH_SPAN:
-        g = m.groupdict()
-        st = _build(default_year, int(g["mo"]), int(g["d"]), int(g["h"]), int(g["mi"]),
-                    int(g["s"]), g["frac"], None, m.end(), False)
+        _lvl, mo, d, h, mi, s, frac = m.groups()
+        st = _build(default_year, int(mo), int(d), int(h), int(mi), int(s), frac, None,
+                    m.end(), False)
         if st is not None:
             return st
     m = _SYSLOG_RE.search(head)
     if m is not None and m.start() <= _SEARCH_SPAN:
-        g = m.groupdict()
-        st = _build(default_year, _MONTHS[g["mon"].lower()], int(g["d"]), int(g["h"]),
-                    int(g["mi"]), int(g["s"]), None, None, m.end(), False)
+        mon, d, h, mi, s = m.groups()
+        st = _build(default_year, _MONTHS[mon.lower()], int(d), int(h), int(mi), int(s), None,
+                    None, m.end(), False)
         if st is not None:
             return st
     return None
