@@ -50,15 +50,23 @@ try:
     from isal import igzip as _fast_gzip  # type: ignore
 except Exception:  # pragma: no cover - optional
     _fast_gzip = None
-try:
-    import numpy as _np  # counts newlines ~4x faster than bytearray.count
-except Exception:  # pragma: no cover - optional
-    _np = None
+_NP: list = []  # numpy, imported on first use (a scan of small files never needs it: 0.1 s)
+
+
+def _numpy():
+    """numpy (counts newlines ~4x faster than bytearray.count), or None where it is missing."""
+    if not _NP:
+        try:
+            import numpy
+        except Exception:  # pragma: no cover - optional
+            numpy = None
+        _NP.append(numpy)
+    return _NP[0]
 
 
 def count_newlines(buf, n: int) -> int:
-    if _np is not None and n > 65536:
-        return int(_np.count_nonzero(_np.frombuffer(buf, _np.uint8, n) == 10))
+    if n > 65536 and (np := _numpy()) is not None:
+        return int(np.count_nonzero(np.frombuffer(buf, np.uint8, n) == 10))
     return buf.count(b"\n", 0, n)
 
 
@@ -73,10 +81,10 @@ class _LineIndex:
 
     def line_of(self, offset: int) -> int:
         """0-based line index (within the chunk) of the line containing `offset`."""
-        if _np is not None and self.n > 65536:
+        if self.n > 65536 and (np := _numpy()) is not None:
             if self._nl is None:
-                self._nl = _np.flatnonzero(_np.frombuffer(self.buf, _np.uint8, self.n) == 10)
-            return int(_np.searchsorted(self._nl, offset))
+                self._nl = np.flatnonzero(np.frombuffer(self.buf, np.uint8, self.n) == 10)
+            return int(np.searchsorted(self._nl, offset))
         if offset < self._counted_to:  # callers ask in increasing order; restart if not
             self._counted_to, self._count = 0, 0
         self._count += self.buf.count(b"\n", self._counted_to, offset)
@@ -196,7 +204,37 @@ def _open(spec: InputSpec) -> BinaryIO:
         if _fast_gzip is not None:
             return _fast_gzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return open(spec.real, "rb", buffering=0)
+    return _RawFile(spec.real)
+
+
+class _RawFile:
+    """A plain file read through its descriptor: what a scan calls of a file object, without
+    building one (2 us a file, out of ~60, on 100,000 per-rank logs)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+    if hasattr(os, "readv"):
+        def readinto(self, mv) -> int:
+            return os.readv(self.fd, [mv])
+    else:  # pragma: no cover - Windows
+        def readinto(self, mv) -> int:
+            data = os.read(self.fd, len(mv))
+            mv[:len(data)] = data
+            return len(data)
+
+    def read(self, n: int) -> bytes:
+        return os.read(self.fd, n)
+
+    def seek(self, pos: int) -> int:
+        return os.lseek(self.fd, pos, os.SEEK_SET)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _year_of(spec: InputSpec) -> int:
