@@ -21,7 +21,7 @@ TEXT = (b"step 12 | loss 2.3\n"
 
 
 def _files(d):
-    return sorted(p for p in os.listdir(d) if p.endswith(".bin"))
+    return sorted(p for p in os.listdir(d) if p.startswith("hsdb-"))
 
 
 def test_cached_database_gives_the_same_hits(tmp_path, monkeypatch):
@@ -50,8 +50,10 @@ def test_damaged_cache_is_compiled_again(tmp_path, monkeypatch, damage):
     elif damage == "foreign":  # a well-formed file whose body is not a database
         import hashlib
 
+        from triage import cache
+
         body = b"\x00" * 4096
-        blob = bytearray(E._MAGIC + hashlib.sha256(body).digest() + body)
+        blob = bytearray(cache._MAGIC + hashlib.sha256(body).digest() + body)
     else:
         blob = bytearray()
     path.write_bytes(bytes(blob))
@@ -62,8 +64,10 @@ def test_damaged_cache_is_compiled_again(tmp_path, monkeypatch, damage):
 
 def test_cache_off_and_unwritable(tmp_path, monkeypatch):
     pb = load_playbooks([])
+    from triage import cache
+
     monkeypatch.setenv("TRIAGE_CACHE_DIR", "")
-    assert E.cache_dir() is None
+    assert cache.cache_dir() is None
     want = E.Engine.build(pb, "hyperscan").hits(TEXT, len(TEXT))
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

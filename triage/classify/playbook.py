@@ -51,7 +51,6 @@ from typing import Any, Iterable, Literal
 
 import re2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from triage.classify.fastre import FastRegex
 from triage.errors import PlaybookError, UsageError
@@ -527,67 +526,15 @@ def _line_of(data: Any, loc: tuple[Any, ...], default: int) -> int:
     return line
 
 
-# --------------------------------------------------------------------------------------------
-# The schema users write (pydantic, extra="forbid")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CauseSpec(_Strict):
-    category: Literal[CAUSE_CATEGORIES]  # type: ignore[valid-type]
-    text: StrictStr = Field(min_length=1)
-
-
-class MatchSpec(_Strict):
-    any: list[StrictStr] = Field(min_length=1)
-    all: list[StrictStr] = Field(default_factory=list)
-    none: list[StrictStr] = Field(default_factory=list)
-    ignore_case: StrictBool = False
-
-
-class ExamplesSpec(_Strict):
-    match: list[StrictStr] = Field(min_length=1)
-    no_match: list[StrictStr] = Field(default_factory=list)
-
-
-class RuleSpec(_Strict):
-    id: StrictStr
-    title: StrictStr = Field(min_length=1)
-    family: Literal[FAMILIES]  # type: ignore[valid-type]
-    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
-    role: Literal[ROLES]  # type: ignore[valid-type]
-    priority: StrictInt = Field(ge=0, le=1000)
-    match: MatchSpec
-    causes: list[CauseSpec] = Field(min_length=1)
-    next_steps: list[StrictStr] = Field(min_length=1)
-    references: list[StrictStr] = Field(default_factory=list)
-    examples: ExamplesSpec
-    override: StrictBool = False
-
-
-class FileSpec(_Strict):
-    rules: list[dict[str, Any]]
-
-
-def _pydantic_message(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"field {loc!r}: unknown field"
-    if err["type"] == "missing":
-        return f"field {loc!r}: required field missing"
-    msg = err["msg"]
-    if err["type"] == "literal_error":
-        msg = "must be " + msg.removeprefix("Input should be ")
-    return f"field {loc!r}: {msg}"
-
-
 def _rule_from(raw: Any, path: Path, index: int, line: int) -> Rule:
     rule_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
     label = f"rule {rule_id}" if rule_id else f"rule #{index + 1}"
     if not isinstance(raw, dict):
         raise PlaybookError(f"{label}: a rule must be a mapping", where=f"{path}:{line}")
+    from pydantic import ValidationError
+
+    from triage.classify._schema import RuleSpec, pydantic_message as _pydantic_message
+
     try:
         spec = RuleSpec.model_validate(raw)
     except ValidationError as exc:
@@ -631,13 +578,100 @@ def _raise_all(problems: list[PlaybookError]) -> None:
 
 
 def load_file(path: Path, errors: list[PlaybookError] | None = None) -> list[Rule]:
-    """The rules of one file. With `errors`, bad rules are appended there and skipped."""
+    """The rules of one file. With `errors`, bad rules are appended there and skipped.
+
+    A file that validated whole is remembered in the user's cache (triage.cache), keyed by its
+    bytes and by the validator's own code: the next load rebuilds its rules from JSON without
+    YAML parsing or pydantic (a quarter of a second off every command)."""
+    key = _rules_cache_key(path)
+    if key is not None:
+        got = _rules_from_cache(key, path)
+        if got is not None:
+            return got
+    before = len(errors) if errors is not None else 0
+    rules = _load_file(path, errors)
+    if key is not None and (errors is None or len(errors) == before):
+        _rules_to_cache(key, rules)
+    return rules
+
+
+_RULE_FIELDS = ("id", "title", "family", "severity", "role", "priority", "any", "all", "none",
+                "ignore_case", "causes", "next_steps", "references", "examples_match",
+                "examples_no_match", "line", "override")
+
+
+def _rules_cache_key(path: Path) -> str | None:
+    from triage import cache
+
+    if cache.cache_dir() is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+        code = [Path(__file__), Path(__file__).with_name("_schema.py"),
+                Path(__file__).parent.parent / "records.py"]
+        stamp = repr([(os.path.getmtime(c), os.path.getsize(c)) for c in code]).encode()
+    except OSError:
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    return cache.entry_name("rules", stamp, data)
+
+
+def _rules_from_cache(key: str, path: Path) -> list[Rule] | None:
+    import json
+
+    from triage import cache
+
+    body = cache.read(key)
+    if body is None:
+        return None
+    try:
+        rows = json.loads(body.decode("utf-8"))
+        rules = []
+        for row in rows:
+            if not isinstance(row, dict) or set(row) != set(_RULE_FIELDS):
+                return None
+            f = dict(row)
+            for name in ("any", "all", "none", "next_steps", "references", "examples_match",
+                         "examples_no_match"):
+                if not isinstance(f[name], list) or not all(isinstance(x, str) for x in f[name]):
+                    return None
+                f[name] = tuple(f[name])
+            f["causes"] = tuple(Cause(str(c), str(t)) for c, t in f["causes"])
+            if not (isinstance(f["id"], str) and isinstance(f["priority"], int)
+                    and isinstance(f["line"], int) and f["family"] in FAMILIES):
+                return None
+            rules.append(Rule(path=str(path), **f))
+        return rules
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _rules_to_cache(key: str, rules: list[Rule]) -> None:
+    import json
+
+    from triage import cache
+
+    rows = []
+    for r in rules:
+        row = {name: getattr(r, name) for name in _RULE_FIELDS}
+        row["causes"] = [[c.category, c.text] for c in r.causes]
+        rows.append(row)
+    cache.write(key, json.dumps(rows, ensure_ascii=False).encode("utf-8"))
+
+
+def _load_file(path: Path, errors: list[PlaybookError] | None = None) -> list[Rule]:
     data = _read_yaml(path)
     if data is None:
         data = _LineDict()
         data.line, data.key_lines = 1, {}
+    from pydantic import ValidationError
+
+    from triage.classify._schema import FileSpec, pydantic_message as _pydantic_message
+
     try:
-        spec = FileSpec.model_validate(data)
+        FileSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         at = _line_of(data, tuple(err["loc"]), getattr(data, "line", 1))

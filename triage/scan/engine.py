@@ -19,12 +19,11 @@ ones (elastic exit records, world size), each with its kind in `pattern_kind`.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import platform
 import re
 from dataclasses import dataclass
 
+from triage import cache
 from triage.classify.playbook import Playbook
 from triage.parse.elastic import EXIT_PREFILTER
 from triage.parse.runinfo import WORLD_PREFILTER
@@ -184,75 +183,36 @@ class Engine:
 
 # ---- compiled-database cache -------------------------------------------------------------------
 # Compiling ~100 rules into one Hyperscan database takes ~0.35 s, every run: a third of a small
-# scan's wall time. The compiled database is kept in the user's cache directory, named by a hash of
-# everything that shapes it (patterns, flags, Hyperscan and triage versions, machine). A file
-# carries its own SHA-256; anything that fails a check (truncated, foreign, another CPU) is
-# ignored and the database compiled again. Only Hyperscan's own deserializer reads it (no pickle).
-# TRIAGE_CACHE_DIR= (empty) turns the cache off.
-
-_MAGIC = b"triage-hsdb/1\n"
+# scan's wall time. The compiled database is kept in the user's cache directory (triage.cache),
+# named by a hash of everything that shapes it (patterns, flags, Hyperscan version, machine). An
+# entry that fails a check, or that this CPU refuses, is ignored and the database compiled again.
+# Only Hyperscan's own deserializer reads it.
 
 
-def cache_dir() -> str | None:
-    """Where triage keeps rebuildable caches, or None when caching is off."""
-    env = os.environ.get("TRIAGE_CACHE_DIR")
-    if env is not None:
-        return env or None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "triage")
-
-
-def _db_path(exprs: list[bytes], flags: list[int]) -> str | None:
-    root = cache_dir()
-    if root is None:
-        return None
-    from triage import __version__
-
-    h = hashlib.sha256()
-    for part in (_MAGIC, repr(getattr(hyperscan, "__version__", "?")).encode(), __version__.encode(),
-                 platform.machine().encode(), repr(flags).encode()):
-        h.update(part + b"\0")
-    for e in exprs:
-        h.update(len(e).to_bytes(4, "little") + e)
-    return os.path.join(root, f"hsdb-{h.hexdigest()[:32]}.bin")
+def _db_name(exprs: list[bytes], flags: list[int]) -> str:
+    return cache.entry_name("hsdb", repr(getattr(hyperscan, "__version__", "?")).encode(),
+                            platform.machine().encode(), repr(flags).encode(), *exprs)
 
 
 def _load_cached_db(exprs: list[bytes], flags: list[int]):
-    path = _db_path(exprs, flags)
-    if path is None:
+    body = cache.read(_db_name(exprs, flags))
+    if body is None:
         return None
     try:
-        with open(path, "rb") as fh:
-            blob = fh.read(64 << 20)
-        if not blob.startswith(_MAGIC):
-            return None
-        digest, body = blob[len(_MAGIC):len(_MAGIC) + 32], blob[len(_MAGIC) + 32:]
-        if hashlib.sha256(body).digest() != digest:
-            return None
         db = hyperscan.loadb(bytes(body), hyperscan.HS_MODE_BLOCK)
         db.scan(b"probe\n", match_event_handler=lambda *a: None,  # refuses a foreign CPU's
                 scratch=hyperscan.Scratch(db))
         return db
-    except Exception:  # missing, unreadable, damaged, or built for another machine
+    except Exception:  # not a database, or built for another machine
         return None
 
 
 def _store_cached_db(exprs: list[bytes], flags: list[int], db) -> None:
-    path = _db_path(exprs, flags)
-    if path is None:
-        return
     try:
         body = bytes(hyperscan.dumpb(db))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(_MAGIC + hashlib.sha256(body).digest() + body)
-        os.replace(tmp, path)  # whole or not at all, whoever else writes it at the same time
-    except Exception:  # a read-only home, a full disk: compile again next time
-        try:
-            os.unlink(tmp)  # type: ignore[possibly-undefined]
-        except Exception:
-            pass
+    except Exception:  # pragma: no cover - a binding without serialisation
+        return
+    cache.write(_db_name(exprs, flags), body)
 
 
 _EXC_LINE_RE = re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception|Failure|Interrupt|Exit)\b")
