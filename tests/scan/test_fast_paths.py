@@ -71,8 +71,12 @@ def per_rank_file(draw):
 
 
 def _scan_json(paths) -> dict:
-    res = scan(paths, jobs=1).to_json()
+    """Everything a scan answers: the JSON contract and what the case store and report read."""
+    r = scan(paths, jobs=1)
+    res = r.to_json()
     res["stats"]["seconds"] = 0.0
+    res["extra"] = [r.start_time, r.end_time, r.max_step, r.world_size, list(r.warnings),
+                    [repr(x) for x in r.ranks], [repr(o) for o in r.occurrences]]
     return res
 
 

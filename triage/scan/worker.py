@@ -416,7 +416,8 @@ class _Scanner:
         if self.piece.end is None:
             tail = self._input_tail()
             if tail:
-                self.res.last_stamp = self._edge_stamp(tail, False, max(0, len(tail) - (1 << 16)))
+                self.res.last_stamp = self._edge_stamp(tail, False, max(0, len(tail) - (1 << 16)),
+                                                       abs0=self._end_abs - len(tail))
                 if not self._no_step_anywhere():
                     self.tail_steps(tail)
 
@@ -433,6 +434,11 @@ class _Scanner:
 
     _tail = b""
     _end_abs = 0
+    # (input offset, default year used, stamp) of the last classified line whose stamp the edge
+    # walk would read the same way (one record, no CR, no escape, short): the last stamp of a
+    # per-rank file is usually its failure's, already parsed.
+    _line_stamp = None
+    _plain_line = False
     _last_any = None  # (line start it was looked up for, step, prefix rank, raw line matches)
     _step_keys_seen = False
 
@@ -442,10 +448,13 @@ class _Scanner:
         return (self.engine.has_step_presence and not self._step_keys_seen
                 and self.piece.start == 0)
 
-    def _edge_stamp(self, data, first: bool, start: int = 0, end: int | None = None):
+    def _edge_stamp(self, data, first: bool, start: int = 0, end: int | None = None,
+                    abs0: int | None = None):
         """(key, iso) of the first (or last) timestamped line among the 16 edge lines of
-        data[start:end]. Walks line by line with find/rfind: no copy of the data."""
+        data[start:end]. Walks line by line with find/rfind: no copy of the data. `abs0`: the
+        input offset of data[0], to reuse the stamp of a classified last line (`_line_stamp`)."""
         end = len(data) if end is None else end
+        known = self._line_stamp if (SHORTCUTS and abs0 is not None and not first) else None
         for _ in range(16):
             if start >= end:
                 return None
@@ -459,6 +468,10 @@ class _Scanner:
                     return None  # the window's first line is cut
                 ls, le = (nl + 1 if nl >= 0 else start), end
                 end = ls
+                if known is not None:  # a per-rank file's last line is often its failure
+                    if known[0] == abs0 + ls and known[1] in (None, self.default_year):
+                        return (known[2].key, known[2].iso)
+                    known = None
             raw = bytes(data[ls:min(le, ls + 4096)])
             text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r\n").rsplit("\r", 1)[-1]
             st = parse_timestamp(text[split_prefix(text).offset:], self.default_year)
@@ -534,7 +547,9 @@ class _Scanner:
         else:
             head = None
             raw = bytes(buf[ls:le])
-        text = strip_ansi(raw.decode("utf-8", "replace"))
+        text = raw.decode("utf-8", "replace")
+        plain = not cut and "\x1b" not in text and "\r" not in text and le - ls <= 4096
+        text = strip_ansi(text)
         if cut:
             text = "…" + text + "…"
         records: list[str] = []
@@ -546,6 +561,7 @@ class _Scanner:
             for j, s in enumerate(starts):
                 e = starts[j + 1] if j + 1 < len(starts) else len(seg)
                 records.append(seg[s:e])
+        self._plain_line = plain and len(records) == 1
         if cut and head is not None:
             pfx_head = split_prefix(strip_ansi(head.decode("utf-8", "replace")))
         else:
@@ -587,6 +603,8 @@ class _Scanner:
             return
         host = pfx.host
         stamp = parse_timestamp(msg, self.default_year)
+        if stamp is not None and self._plain_line:
+            self._line_stamp = (base + ls, None if stamp.has_year else self.default_year, stamp)
         if stamp is not None and stamp.has_year:
             self.default_year = int(stamp.iso[:4])
         exit_code = None
