@@ -19,7 +19,7 @@ from dataclasses import replace
 from triage.classify.roles import choose_root, role_of
 from triage.classify.signature import signature_id
 from triage.ingest.discover import InputSpec
-from triage.records import (Failure, InputInfo, Occurrence, RankState, Role, ScanResult,
+from triage.records import (Failure, InputInfo, LazyTuple, Occurrence, RankState, Role, ScanResult,
                             ScanStats, SignatureSummary, SourceRef)
 from triage.scan.worker import Occ, PieceResult, fold_into
 
@@ -142,13 +142,15 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
             ranks=tuple(sorted(s["ranks"])), hosts=tuple(sorted(s["hosts"])),
             first_step=min(s["steps"]) if s["steps"] else None, playbook=s["first"].rule)
         for sig, s in sigs.items())
-    occurrences = tuple(
+    # One record per (signature, rank) and per rank: built when read (the case store, the
+    # report), not for a `--json` scan that never prints them.
+    occurrences = LazyTuple(lambda: (
         Occurrence(o.sig, o.rank, o.host, o.step, o.time,
                    SourceRef(path_of[o.input_index], o.line_rel), o.message, o.count)
-        for o in occs)
-    ranks = tuple(
+        for o in occs))
+    ranks = LazyTuple(lambda: (
         RankState(r, hosts.get(r), rank_last.get(r), exits.get(r, (None, False))[0])
-        for r in sorted(ranks_seen))
+        for r in sorted(ranks_seen)))
     return ScanResult(
         inputs=tuple(inputs), root_cause=root_failure, failures=tuple(failures),
         signatures=summaries, stats=ScanStats(lines_total, bytes_total, seconds), ranks=ranks,
