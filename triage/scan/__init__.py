@@ -29,7 +29,7 @@ from triage.ingest.discover import KIND_STDIN, TEXT_KINDS, InputSpec, discover
 from triage.records import ScanResult
 from triage.scan.engine import Engine
 from triage.scan.merge import merge
-from triage.scan.worker import Piece, PieceResult, scan_piece, scan_unit
+from triage.scan.worker import Piece, PieceResult, _numpy, scan_piece, scan_unit
 
 SPLIT_MIN = 64 << 20  # a plain file is split only into pieces at least this large
 PIECE_TARGET = 256 << 20  # ... and into at least one piece per PIECE_TARGET bytes
@@ -202,6 +202,8 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
     stdin_specs = [s for s in text_specs if s.kind == KIND_STDIN]
     file_specs = [s for s in text_specs if s.kind != KIND_STDIN]
     units = plan(file_specs, jobs)
+    if any(s.size > (1 << 16) for s in file_specs):
+        _numpy()  # large chunks count lines with numpy: import it once, before workers fork
     results: list[PieceResult] = []
     done = 0
 
