@@ -19,9 +19,13 @@ Wilson lower bound (column low95), since 100 repetitions cannot prove 99% on the
     python benchmarks/bisect_accuracy.py --reps 10  # quick look
     python benchmarks/bisect_accuracy.py --q-scale none  # the uniform false-alarm prior (before)
     python benchmarks/bisect_accuracy.py --told pq  # a genie tells the search the true p and q
+    python benchmarks/bisect_accuracy.py --place-told p  # the genie tells only where to test
 
 `--told p|q|pq` replaces the prior over that rate by the setting's true value (a one-point grid):
-not something a user can do, but it measures what learning each rate costs.
+not something a user can do, but it measures what learning each rate costs. `--place-told
+p|q|pq` splits that cost: each trial goes where a search told those rates would put it, while
+the stopping rule and the answer still come from the search that was told nothing. What it
+saves is the part of the cost that better placement alone could win back.
 """
 
 from __future__ import annotations
@@ -69,14 +73,35 @@ def told_grid(told: str, p: float, q: float, q_scale: float | None) -> NoiseGrid
     return NoiseGrid(g.p[keep], g.q[keep], np.log(w / w.sum()))
 
 
+class ToldPlacement(OrderedSearch):
+    """A search that stops and answers from its own posterior but tests where a twin search with
+    another prior (a genie's) would: isolates what placement costs from what stopping costs."""
+
+    def __init__(self, n: int, place_grid: NoiseGrid, **kw):
+        super().__init__(n, **kw)
+        self.twin = OrderedSearch(n, confidence=self.confidence, grid=place_grid)
+
+    def tell(self, index: int, outcome: Outcome) -> None:
+        super().tell(index, outcome)
+        self.twin.tell(index, outcome)
+
+    def _best_uncached(self) -> int | None:
+        j = self.twin._best()  # None once the twin is sure: then our own choice
+        return super()._best_uncached() if j is None else j
+
+
 def one_run(n: int, p: float, q: float, rng: random.Random, confidence: float,
-            max_trials: int, grid: NoiseGrid | None = None) -> tuple[bool, int, bool, int]:
+            max_trials: int, grid: NoiseGrid | None = None,
+            place_grid: NoiseGrid | None = None) -> tuple[bool, int, bool, int]:
     culprit = rng.randint(1, n)
 
     def trial(j: int) -> bool:
         return rng.random() < (p if j >= culprit else q)
 
-    s = OrderedSearch(n, confidence=confidence, max_trials=max_trials, grid=grid)
+    if place_grid is None:
+        s = OrderedSearch(n, confidence=confidence, max_trials=max_trials, grid=grid)
+    else:
+        s = ToldPlacement(n, place_grid, confidence=confidence, max_trials=max_trials, grid=grid)
     while True:
         ask = s.ask()
         if not ask:
@@ -100,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                          "slab used before issue 6 (default: the library's)")
     ap.add_argument("--told", choices=["p", "q", "pq"], default=None,
                     help="a genie tells the search the true p, q or both (what learning them costs)")
+    ap.add_argument("--place-told", choices=["p", "q", "pq"], default=None,
+                    help="a genie chooses each trial as if told p, q or both; stopping and the "
+                         "answer still come from the uninformed posterior (what placement costs)")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = ap.parse_args(argv)
     grid = None
@@ -114,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(f"{args.seed}-{p}-{q}")
         if args.told:
             grid = told_grid(args.told, p, q, q_scale)
+        place = told_grid(args.place_told, p, q, q_scale) if args.place_told else None
         ok = bok = trials = btrials = 0
         for _ in range(args.reps):
-            a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials, grid)
+            a, t, b, bt = one_run(args.n, p, q, rng, args.confidence, args.max_trials, grid, place)
             ok += a
             bok += b
             trials += t
@@ -133,11 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                      "met": acc >= 0.99 and mean <= 1.5 * minimum})
     seconds = time.perf_counter() - t0
     if args.json:
-        print(json.dumps({"n": args.n, "confidence": args.confidence, "told": args.told, "rows": rows,
+        print(json.dumps({"n": args.n, "confidence": args.confidence, "told": args.told,
+                          "place_told": args.place_told, "rows": rows,
                           "seconds": round(seconds, 1)}, indent=2))
         return 0
     told = {None: "p, q unknown to the search", "p": "told the true p, not q",
             "q": "told the true q, not p", "pq": "told the true p and q"}[args.told]
+    if args.place_told:
+        told += f"; trials placed as if told {' and '.join(args.place_told)}"
     print(f"probabilistic bisection, N = {args.n}, confidence {args.confidence}, "
           f"{args.reps} repetitions per setting ({told})")
     head = (f"{'p':>4} {'q':>5} | {'accuracy':>8} {'low95':>8} {'trials':>7} | "

@@ -48,3 +48,24 @@ def test_benchmark_genie_fixes_the_told_rates(capsys):
     det = {(r["p"], r["q"]): r for r in out["rows"]}[(1.0, 0.0)]
     assert out["told"] == "pq" and det["accuracy"] == 1.0
     assert det["mean_trials"] <= 11  # told p = 1, q = 0: plain bisection, no confirmations
+
+
+def test_benchmark_genie_placement_keeps_the_uninformed_posterior(capsys):
+    """--place-told: trials go where the told search would test, the answer is the uninformed one."""
+    from triage.bisect.ordered import OrderedSearch
+    from triage.bisect.outcome import Outcome
+
+    mod = _load()
+    told = mod.told_grid("pq", 0.5, 0.0, 0.03)
+    s, plain, genie = mod.ToldPlacement(500, told), OrderedSearch(500), OrderedSearch(500, grid=told)
+    for j, o in [(250, Outcome.GOOD), (400, Outcome.BAD), (320, Outcome.GOOD), (390, Outcome.GOOD)]:
+        for x in (s, plain, genie):
+            x.tell(j, o)
+    assert s.state() == plain.state()  # confidence and answer: the search told nothing
+    assert s.ask() == genie.ask() != plain.ask()  # placement: the search told p and q
+    # (here the uninformed search trusts the pass at 390 and zooms above it: [394] against [275])
+    assert mod.main(["--reps", "2", "--n", "1000", "--place-told", "p", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["place_told"] == "p" and out["told"] is None
+    det = {(r["p"], r["q"]): r for r in out["rows"]}[(1.0, 0.0)]
+    assert det["accuracy"] == 1.0

@@ -37,11 +37,14 @@ tried for issue 6): deterministic failures take about 1.45x log2(N)/C trials; fl
 0.5, 0.2, with or without 2% false alarms) 1.6-1.8x (1.8-2.1x with a uniform q slab, which let
 a high false-alarm rate explain away every failure). Told the true p and q, the same search
 needs 1.01-1.21x; told p only 1.01-1.39x; told q only 1.45-1.63x (`--told`, 100 runs): most
-of the remaining gap is the price of learning p. Calibration: at p = 0.5 a 0.99 answer is right
-about 97.5-98% of the time, not 99% (200 runs): a run of flaky passes can look exactly like a
-deterministic failure at a later step, and p = 1 has prior mass 0.4. Less spike mass costs the
-deterministic case its 1.5x without clearly fixing that (0.3: 99.5% / 97.5% at p = 0.5, q = 0 /
-0.02), so the spike stays.
+of the remaining gap is the price of learning p, and better placement alone cannot close it
+(`--place-told`: told p only where to test, 1.43-1.64x). Calibration: at p = 0.5 a 0.99 answer
+is right about 95.5-99% of the time, not 99% (200 runs, two seeds; lowest with false alarms): a
+run of flaky passes can look exactly like a deterministic failure at a later step, and p = 1 has
+prior mass 0.4. Each check of a deterministic-looking boundary halves that risk but costs the
+deterministic case a trial, and 1.5x leaves it ~6.6 trials beyond log2 N (docs/bisect.md), so
+less spike mass or a skeptical second stopping rule buys accuracy at p = 0.5 only by missing
+1.5x at p = 1 (spike 0.3: 99.5% / 97.5% at p = 0.5, q = 0 / 0.02, 1.50-1.55x); the spike stays.
 
 Stopping: when one index holds at least `confidence` of the posterior mass (that needs a good
 trial just before it and a bad one at it), or at `max_trials`. SKIP and UNRELATED trials carry
