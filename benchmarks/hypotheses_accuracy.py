@@ -2,8 +2,8 @@
 
 For each kind of world (triage/analyze/hyp_worlds.py: one bug with 2-5 symptoms; 2-5
 independent bugs; a bad host plus a software bug; two bugs behind one signature; symptoms that
-share hosts by chance) and each number of incidents, draw worlds, simulate runs until that many
-incidents, and ask the ledger. By default every run is written as REAL log files (a console log
+share hosts by chance; `triage demo`'s shape, a mitigated bug plus one it leaves alone) and each
+number of incidents, draw worlds, simulate runs until that many incidents, and ask the ledger. By default every run is written as REAL log files (a console log
 with rank prefixes, step lines and the error lines of its failure, plus triage-run.yaml) and
 ingested through the CLI (`python -m triage ingest DIR --run NAME --label ...`) into a fresh
 case, and the verdict is read from `python -m triage hypotheses --json`. `--direct` feeds the
@@ -15,13 +15,14 @@ sets), and calibration: the best explanation's posterior, binned, against how of
 right. Target: >= 95% right with 30 incidents; of verdicts given ~0.9, ~90% right.
 
     python benchmarks/hypotheses_accuracy.py --direct --worlds 40 --incidents 10,20,30,50
-    python benchmarks/hypotheses_accuracy.py --worlds 4 --incidents 30      # through the CLI
+    python benchmarks/hypotheses_accuracy.py --worlds 4 --incidents 30 --jobs 2   # through the CLI
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import subprocess
@@ -68,32 +69,44 @@ def verdict_cli(world: World, root: Path) -> tuple[set[frozenset[str]], float, f
     return best, out["best"]["posterior"], out["p_one_bug"]
 
 
+def verdict_direct_job(world: World) -> tuple[set[frozenset[str]], float, float]:
+    return verdict_direct(world)
+
+
+def verdict_cli_job(world: World) -> tuple[set[frozenset[str]], float, float]:
+    with tempfile.TemporaryDirectory(prefix="triage-hyp-") as tmp:
+        return verdict_cli(world, Path(tmp))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", type=int, default=20, help="worlds per kind and size")
     ap.add_argument("--incidents", default="10,20,30,50")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worlds scored in parallel processes (the worlds drawn do not change)")
     ap.add_argument("--direct", action="store_true",
                     help="feed the simulator's evidence to the library (no log files, no CLI)")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.incidents.split(",")]
     kinds = [k for k in args.kinds.split(",") if k]
     rng = random.Random(args.seed)
-    rows = []  # (kind, n, right, posterior, one_right)
     t0 = time.perf_counter()
-    for n in sizes:
-        for kind in kinds:
-            for _ in range(args.worlds):
-                world = simulate(make_world(kind, rng), n, rng)
-                if args.direct:
-                    best, post, p_one = verdict_direct(world)
-                else:
-                    with tempfile.TemporaryDirectory(prefix="triage-hyp-") as tmp:
-                        best, post, p_one = verdict_cli(world, Path(tmp))
-                right = best == world.truth()
-                one_right = (p_one >= 0.5) == world.one_bug
-                rows.append((kind, n, right, post, one_right))
+    # worlds are drawn first, in order, so the result does not depend on --jobs
+    worlds = [(kind, n, simulate(make_world(kind, rng), n, rng))
+              for n in sizes for kind in kinds for _ in range(args.worlds)]
+    job = verdict_direct_job if args.direct else verdict_cli_job
+    if args.jobs > 1:
+        with multiprocessing.Pool(args.jobs) as pool:
+            verdicts = pool.map(job, [w for _, _, w in worlds], chunksize=1)
+    else:
+        verdicts = [job(w) for _, _, w in worlds]
+    rows = []  # (kind, n, right, posterior, one_right)
+    for (kind, n, world), (best, post, p_one) in zip(worlds, verdicts):
+        right = best == world.truth()
+        one_right = (p_one >= 0.5) == world.one_bug
+        rows.append((kind, n, right, post, one_right))
     mode = "direct (simulator evidence)" if args.direct else "real log files through the CLI"
     print(f"hypotheses accuracy: {args.worlds} worlds per kind and size, {mode}, "
           f"{time.perf_counter() - t0:.1f} s")

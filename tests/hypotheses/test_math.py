@@ -66,13 +66,17 @@ def test_closed_form_by_hand():
     incs = (IncidentObs("a", "r1", "A"), IncidentObs("b", "r2", "B"))
     led = analyse(Evidence(runs, incs), explain=False)
     # by hand: mu = 2 / (4000 * 2); b = 1 / mu = 4000. One dimension: weights
-    # homogeneous 1/2, per-value 1/4, localised at each of 2 values 1/8.
+    # homogeneous 1/2, per-value 1/6, localised at each of 2 values 1/12, only under a subset
+    # 1/6 (sizes 1..V-1 uniform, then the set: {v1} or {v2}, 1/2 each).
     b = 4000.0
     def mix(a, n_v1, n_v2):
         homog = _gp(a, n_v1 + n_v2, 4000, b)
         per = _gp(a, n_v1, 2000, b) + _gp(a, n_v2, 2000, b)
         # localised at v1 or v2 = in-rate at that value, out-rate elsewhere = per-value here
-        return math.log(0.5 * math.exp(homog) + 0.25 * math.exp(per) + 0.25 * math.exp(per))
+        # only under v2: no incident and no rate at v1 (likelihood 1 there); {v1} impossible
+        only_v2 = _gp(a, n_v2, 2000, b) if n_v1 == 0 else -math.inf
+        return math.log(0.5 * math.exp(homog) + (1 / 6) * math.exp(per)
+                        + (1 / 6) * math.exp(per) + (1 / 6) * 0.5 * math.exp(only_v2))
     dm_ab = math.lgamma(2) - math.lgamma(4) + 2 * (math.lgamma(2) - math.lgamma(1))
     one = dm_ab + mix(2, 0, 2)
     sep = mix(1, 0, 1) + mix(1, 0, 1)
@@ -84,7 +88,7 @@ def test_closed_form_by_hand():
     assert led.one_bug.log_evidence == pytest.approx(one, rel=1e-12)
     assert led.separate.log_evidence == pytest.approx(sep, rel=1e-12)
     # and the number itself, so that a change of the model shows here
-    assert p_one == pytest.approx(0.50179, abs=1e-5)
+    assert p_one == pytest.approx(0.53089, abs=1e-5)
 
 
 def test_no_variation_no_evidence_posterior_is_the_prior():

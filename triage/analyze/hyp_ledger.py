@@ -152,6 +152,15 @@ class Ledger:
             word = "only" if n_in == n else "mostly"
             text = (f"{who} {verb} {word} with {d.name}={where}: {n_in} of {n} incidents on "
                     f"{share:.0%} of the GPU-steps")
+        elif top.kind == "subset":
+            d = t.dim(top.dim)
+            counts = np.bincount(d.index[mask], minlength=len(d.values))
+            inside = counts > 0  # the most probable active set: the values with incidents
+            share = float(d.exposure[inside].sum() / t.total_exposure)
+            where = ",".join(v for v, k in zip(d.values, inside) if k)
+            text = (f"{who} {verb} only with {d.name}={where}: {n} of {n} incidents on "
+                    f"{share:.0%} of the GPU-steps; none in {int((~inside).sum())} of "
+                    f"{len(d.values)} {_plural(d.name)}")
         elif top.kind == "removed":
             d = t.dim(top.dim)
             share = float(d.exposure[d.values.index(top.value)] / t.total_exposure)
@@ -178,6 +187,9 @@ class Ledger:
             text = (f"{who} {verb} at one steady rate"
                     + (f" (spread over {', '.join(spread)})" if spread else "")
                     + f": {n} incidents, {_per_million(n, t.total_exposure)} per 10^6 GPU-steps")
+        if top.region is not None and top.kind != "confined":
+            rdim, rvals = top.region
+            text += f"; the cause is confined to {rdim}={','.join(sorted(rvals))}"
         text += f" [{top.posterior:.0%} of this cause's profile posterior]"
         return text
 

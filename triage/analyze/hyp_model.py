@@ -25,8 +25,11 @@ prior) instead of inventing evidence.
 Rate profiles (what does discriminate)
 A cause's rate profile is unknown; its marginal is a mixture over profile models, each closed
 form, with prior weights (D: number of ordinary dimensions, M: of intervention dimensions):
-    per-value rates along dimension d  w = 1/(4D)        (each rate its own Gamma)
-    localised to value u of d          w = 1/(4D |V_d|)  (one rate at u, another elsewhere)
+    along an ordinary dimension d      (1 - W_HOMOGENEOUS)/D = 1/(2D), in three equal parts:
+      per-value rates                    w = 1/(6D)        (each rate its own Gamma)
+      localised to value u of d          w = 1/(6D |V_d|)  (one rate at u, another elsewhere)
+      only under a subset S of values    w = 1/(6D) P(S)   (a Gamma rate for each value in S,
+                                                            zero under the others)
     along an intervention d            W_INTERVENTION = 0.05, in three equal parts:
       per-value, localised               w = 1/60 and 1/(60 |V_d|)
       removed by value u of d            w = 1/(60 |V_d|)  (no incident under u, one steady
@@ -42,6 +45,17 @@ Gamma(a, b) with the shape a = K alpha of a K-signature cause, whose prior puts 
 zero when K is large (for K = 4, P(no incident where the case's average rate would give 15) is
 about 1/500), so "all four symptoms vanish under the mitigation" was scored as barely better
 than a steady rate, and the CRP's preference for one cause won.
+"Only under a subset" is what a trigger looks like: a data bug on three of eight seeds, a bug in
+the late step ranges, a bad pair of hosts. Per-value rates cannot say it for the same reason
+(six Gamma rates near zero cost a factor for each), and "localised" is one value; without it a
+cause that fires on two seeds was scored hardly better than a steady rate, so two symptoms of
+one such bug looked like two bugs (the missing "moved together"), and a split of one signature,
+whose halves are confined to a region (below), looked better than the signature whole. The prior
+over S: its size uniform on 1..|V|-1 (all values is "per-value"), then the set uniform:
+P(S) = 1/((|V| - 1) C(|V|, |S|)). Every value with an incident must be in S; the sum over S is
+the elementary symmetric sums of the values' Gamma-Poisson terms, a dynamic programme over
+values (`log_subset_sum`, vectorised over the 2^K subsets of signatures too). Dimensions with
+more than `SUBSET_MAX_VALUES` values do without it.
 Signatures of one cause share one profile; separate causes each pick their own. So symptoms
 whose rates move together across hosts, versions, seeds, step ranges or mitigations favour one
 cause (one profile explains them, and the Occam factor of choosing a profile is paid once),
@@ -63,30 +77,43 @@ A Chinese-restaurant process (Dirichlet-process partition prior) with concentrat
 Why the CRP and not a geometric penalty per cause: it is exchangeable (renaming signatures
 changes nothing) and consistent (dropping a signature leaves the same prior over the rest), so
 adding a run with a new signature never changes what the prior says about the old ones; and it
-favours fewer causes (P(one bug) = 1/n, P(all separate) = 1/n! for alpha = 1). A signature is
-split into two units (two bugs behind one signature) with prior probability `SPLIT_PRIOR`
-(0.15: generic signatures such as NaN or a collective timeout often have several causes),
-spread over the possible one-value splits as the profiles spread their weight: a dimension
-uniformly, then one of its values (so 32 hosts do not make a split by version 8x less likely
-than with 4 hosts); the two halves must lie in different causes,
-so the CRP is renormalised by P(two given units apart) = alpha/(1+alpha).
+favours fewer causes (P(one bug) = 1/n, P(all separate) = 1/n! for alpha = 1).
+
+Splits (two bugs behind one signature). A signature is split into two units, whose halves
+lie in different causes. How often a signature has two causes behind it is not known (generic
+ones such as NaN or a collective timeout often do, specific ones rarely), so the share pi of
+such signatures is a parameter with a uniform prior, integrated out (`log_split_pattern`):
+a given set of s of the n signatures split has prior B(s + 1, n - s + 1); none split 1/(n + 1),
+one given signature split 1/(n (n + 1)), i.e. 1/n of "none" (this replaced a fixed 0.15 per
+signature, a number without a derivation: with two signatures it said 0.18 of "none", the
+integrated prior says 1/2; with six and more it says less than 0.15 did). The split's region
+is then chosen as the profiles choose theirs: a dimension with the profiles' weight
+(`split_dim_weights`: an intervention W_INTERVENTION, an ordinary dimension (1 -
+W_HOMOGENEOUS)/D, normalised), then one of its values uniformly (so 32 hosts do not make a
+split by version 8x less likely than with 4 hosts); the two halves must lie in different
+causes, so the CRP is renormalised by P(two given units apart) = alpha/(1+alpha).
 
 Regions. A cause may be confined to a region (dimension d in a value set): by a user's claim
 ("cause A only on host node-17"), or because it holds the halves of a split signature ("the NaNs
 outside version v4"). It then has no exposure outside: its profiles are scored on the exposure
 inside the region, broken down along the other dimensions (Tables.restrict), and an incident
 outside makes the hypothesis impossible (-inf). A claim pays the prior weight of a localised
-profile. A cause holding the halves of a split signature is confined with half its prior
-weight and unconfined with the other half (the split prior already paid for choosing the
-region); along an intervention, confined with the weight of the "removed" profile instead
-(`_w_confined`): a split such as "the data errors without the mitigation belong to the
-reduction bug" confines that whole cause to the unmitigated runs, which is the mitigation
-removing it, and must not get that for half the price a cause's own profile pays.
+profile. A cause holding a half of a split signature is always confined to the half's region:
+a cause has one symptom mix everywhere, so if it fired outside the region it would have shown
+the split signature there too, and the split gives all of those to the other cause; the hard
+assignment of a split is consistent only with both causes confined. (It used to be confined
+with half the prior weight and unconfined with the other half, which scored an inconsistent
+model and made every split pay a factor 2 per cause for nothing.) Along an ordinary dimension
+the confinement is free (the split paid for the region); along an intervention it pays the
+weight of the "removed" profile (`_w_confined`): a split such as "the data errors without the
+mitigation belong to the reduction bug" confines that whole cause to the unmitigated runs,
+which is the mitigation removing it, and must not get that cheaper than a cause's own profile.
 
 Limits: a profile varies along one dimension at a time (a cause that depends on both version
-and host is scored by whichever explains it better); user claims must name one dimension per
-cause; rates per value are independent a priori (no smoothing between neighbouring step
-ranges).
+and host is scored by whichever explains it better; a split's confined halves are the one
+way two dimensions combine: "the NaNs outside v4", on three seeds); user claims must name one
+dimension per cause; rates per value are independent a priori (no smoothing between
+neighbouring step ranges).
 """
 
 from __future__ import annotations
@@ -101,7 +128,6 @@ from triage.analyze.hyp_evidence import Tables, Unit
 
 ALPHA = 1.0  # Dirichlet concentration per unit; Gamma shape per unit
 CRP_ALPHA = 1.0
-SPLIT_PRIOR = 0.15
 FRAME_BETA = 0.5
 W_HOMOGENEOUS = 0.5
 W_INTERVENTION = 0.05  # prior probability that a given mitigation changes a given cause's rate
@@ -123,6 +149,39 @@ def logsumexp(xs: Sequence[float] | np.ndarray) -> float:
     if m == -math.inf:
         return -math.inf
     return m + math.log(float(np.sum(np.exp(arr - m))))
+
+
+SUBSET_MAX_VALUES = 64  # the "only under some values" profile is summed over subsets up to here
+
+
+def log_subset_sum(log_active: np.ndarray, can_be_off: np.ndarray) -> np.ndarray:
+    """log of the "only under some values" marginal, for rows of values.
+
+    `log_active` (R, V): log marginal of each value's counts with its own Gamma rate;
+    `can_be_off` (R, V): the value has no incident (a zero rate is possible there; its
+    likelihood is then exp(0) = 1). Sums over the active sets S (1 <= |S| <= V - 1, every value
+    with an incident in S) with prior 1/(V - 1) for |S| (uniform) times 1/C(V, |S|) for the set:
+    the elementary symmetric sums of the values' terms, by dynamic programming over values.
+    """
+    r, v = log_active.shape
+    if v < 2:
+        return np.full(r, -math.inf)
+    dp = np.full((r, v + 1), -math.inf)
+    dp[:, 0] = 0.0
+    off = np.where(can_be_off, 0.0, -math.inf)
+    for j in range(v):
+        on = np.full((r, v + 1), -math.inf)
+        on[:, 1:] = dp[:, :-1] + log_active[:, j:j + 1]
+        dp = np.logaddexp(dp + off[:, j:j + 1], on)
+    ks = np.arange(1, v)
+    log_choose = np.array([math.lgamma(v + 1) - math.lgamma(k + 1) - math.lgamma(v - k + 1)
+                           for k in ks])
+    terms = dp[:, 1:v] - log_choose[None, :] - math.log(v - 1)
+    top = terms.max(axis=1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out = safe + np.log(np.exp(terms - safe[:, None]).sum(axis=1))
+    return np.where(np.isfinite(top), out, -math.inf)
 
 
 @dataclass(frozen=True)
@@ -262,20 +321,21 @@ class Scorer:
                 return [("claim", claim.dim, None, region, np.array([-math.inf]))]
             penalty = math.log(self._w_localised(d.name)) - math.log(len(d.values))
             return self._terms_in(units, region, penalty, a, counts, n_total, True)
-        out = self._terms_in(units, None, 0.0, a, counts, n_total, False)
         if region is None:
-            return out
-        w = self._w_confined(region[0])
-        out = [(k, dm, vs, rg, lw + math.log1p(-w)) for k, dm, vs, rg, lw in out]
-        return out + self._terms_in(units, region, math.log(w), a, counts, n_total, True)
+            return self._terms_in(units, None, 0.0, a, counts, n_total, False)
+        return self._terms_in(units, region, math.log(self._w_confined(region[0])), a, counts,
+                              n_total, True)
 
     def _w_confined(self, dim: str) -> float:
-        """Prior probability that a cause holding the halves of a signature split along `dim` is
-        confined to their region: one half for an ordinary condition (the split prior paid for
-        the region); along an intervention, that the change removes the cause, like the
-        "removed" profile (a split must not make a mitigation's effect cheaper than a cause's
-        own profile can)."""
-        return self._w_removed(dim) if is_intervention(dim) else 0.5
+        """Prior probability that a cause holding a half of a signature split along `dim` is
+        confined to the half's region, given the split. It must be: a cause has one symptom
+        mix everywhere, so a cause that fired outside its half's region would have shown the
+        split signature there too, and the split gives every such incident to the other cause
+        (the hard assignment is consistent only with both causes confined). Along an ordinary
+        condition that is certain (1: the split prior paid for the region); along an
+        intervention it is the change removing the cause, priced like the "removed" profile, so
+        a split never makes a mitigation's effect cheaper than a cause's own profile can."""
+        return self._w_removed(dim) if is_intervention(dim) else 1.0
 
     def _terms_in(self, units, region, penalty, a, counts, n_total, confined) -> list[tuple]:
         big_e, exps = self.exposure(region)
@@ -308,6 +368,10 @@ class Scorer:
             keep = exp_d > 0  # no exposure there inside the region: not a profile of this cause
             out.append(("localised", d.name, tuple(v for v, k in zip(d.values, keep) if k), region,
                         (per_value + rest + w)[keep]))
+            if self._has_subset(d, keep):
+                sub = log_subset_sum(per_value[keep][None, :], (nv[keep] == 0)[None, :])
+                out.append(("subset", d.name, None, region,
+                            np.array([penalty + math.log(self._w_subset(d.name)) + float(sub[0])])))
             if is_intervention(d.name):
                 # removed by value v: no incident under v, one steady rate elsewhere
                 ok = keep & (nv == 0) & (big_e - exp_d > 0)
@@ -333,10 +397,19 @@ class Scorer:
         return 1.0 - (1 - W_HOMOGENEOUS) * (ordinary > 0) - W_INTERVENTION * mit
 
     def _w_per_value(self, dim: str) -> float:
-        return self._w_dim(dim) / (3 if is_intervention(dim) else 2)
+        return self._w_dim(dim) / 3
 
     def _w_localised(self, dim: str) -> float:
-        return self._w_dim(dim) / (3 if is_intervention(dim) else 2)
+        return self._w_dim(dim) / 3
+
+    def _w_subset(self, dim: str) -> float:
+        """An ordinary condition's third kind of variation: the cause fires only under some of
+        its values (a set of seeds, the late step ranges), with zero rate under the others."""
+        return self._w_dim(dim) / 3
+
+    @staticmethod
+    def _has_subset(d, keep: np.ndarray) -> bool:
+        return (not is_intervention(d.name)) and 2 <= int(keep.sum()) <= SUBSET_MAX_VALUES
 
     def _w_removed(self, dim: str) -> float:
         """An intervention's third kind of change: it removes the cause (rate zero under it)."""
@@ -395,6 +468,9 @@ class Scorer:
             w = math.log(self._w_localised(d.name)) - math.log(len(d.values))
             keep = d.exposure > 0
             terms.append((per_value + rest + w)[:, keep].T)
+            if self._has_subset(d, keep):
+                sub = log_subset_sum(per_value[:, keep], nv[:, keep] == 0)
+                terms.append(math.log(self._w_subset(d.name)) + sub)
             if is_intervention(d.name):
                 ok = keep & (big_e - d.exposure > 0)
                 w = math.log(self._w_removed(d.name)) - math.log(int(keep.sum()))
@@ -502,6 +578,8 @@ class Scorer:
                 nv = sum(c[1][j] for c in counts)
                 if p.kind == "per-value":
                     vec = (a + nv) / (self.b + exp_d)
+                elif p.kind == "subset":
+                    vec = self._subset_active(a, nv, exp_d) * (a + nv) / (self.b + exp_d)
                 elif p.kind == "removed":
                     u = d.values.index(p.value)
                     vec = np.full(len(d.values), (a + n_total) / (self.b + big_e - exp_d[u]))
@@ -527,6 +605,24 @@ class Scorer:
         self._cache[key] = got
         return got
 
+    def _subset_active(self, a: float, nv: np.ndarray, exp_d: np.ndarray) -> np.ndarray:
+        """Posterior probability that each value is in the active set of a "subset" profile."""
+        keep = exp_d > 0
+        idx = np.flatnonzero(keep)
+        out = np.zeros(len(nv))
+        if len(idx) < 2:
+            return out
+        lg = self._gp(a, nv[idx], exp_d[idx])
+        off = nv[idx] == 0
+        forced = np.repeat(off[None, :], len(idx), axis=0)
+        forced[np.arange(len(idx)), np.arange(len(idx))] = False
+        rows = np.vstack([off[None, :], forced])
+        got = log_subset_sum(np.repeat(lg[None, :], len(rows), axis=0), rows)
+        if not np.isfinite(got[0]):
+            return out
+        out[idx] = np.exp(np.minimum(got[1:] - got[0], 0.0))
+        return out
+
 
 def _lbeta(x: float, y: float) -> float:
     return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
@@ -544,31 +640,51 @@ def n_split_choices(tables: Tables) -> int:
     return max(1, sum(len(d.values) for d in tables.dims))
 
 
+def split_dim_weights(tables: Tables) -> dict[str, float]:
+    """Prior probability of each dimension as the one a split is made along: as a rate profile
+    weighs its dimension (`Scorer._w_dim`: (1 - W_HOMOGENEOUS)/D for each of the D ordinary
+    dimensions, W_INTERVENTION for each intervention), normalised over the dimensions."""
+    names = [d.name for d in tables.dims]
+    ordinary = sum(1 for n in names if not is_intervention(n))
+    raw = {n: W_INTERVENTION if is_intervention(n) else (1 - W_HOMOGENEOUS) / ordinary
+           for n in names}
+    total = sum(raw.values())
+    return {n: w / total for n, w in raw.items()} if total > 0 else {}
+
+
 def log_split_choice(tables: Tables, dim: str | None) -> float:
     """log prior of one split's choice of (dimension, value), given that the signature splits:
-    a dimension uniformly, then one of its values uniformly, as the rate profiles weigh them
-    (1/D, then 1/|V_d|). Without the dimension (a caller that only counts splits): uniform over
+    a dimension as the rate profiles weigh them (`split_dim_weights`), then one of its values
+    uniformly (1/|V_d|). Without the dimension (a caller that only counts splits): uniform over
     every (dimension, value) pair."""
     sizes = {d.name: len(d.values) for d in tables.dims}
     if dim is None or dim not in sizes:
         return -math.log(n_split_choices(tables))
-    return -math.log(max(1, len(sizes))) - math.log(max(1, sizes[dim]))
+    return math.log(split_dim_weights(tables)[dim]) - math.log(max(1, sizes[dim]))
 
 
 def log_prior(block_sizes: Sequence[int], n_signatures: int, n_split: int, tables: Tables,
               split_dims: Sequence[str] | None = None) -> float:
-    """Prior of a hypothesis: CRP over its units, and the split prior per signature.
+    """Prior of a hypothesis: CRP over its units, which signatures are split
+    (`log_split_pattern`) and along what (`log_split_choice`).
 
     `n_split` signatures are each split into two units whose halves lie apart (renormalised
     by alpha/(1+alpha) each, an exact correction for one split, close for more); `split_dims`,
     when given, names the dimension of each split (see `log_split_choice`).
     """
-    value = log_crp(block_sizes)
-    value += (n_signatures - n_split) * math.log1p(-SPLIT_PRIOR)
+    value = log_crp(block_sizes) + log_split_pattern(n_signatures, n_split)
     if n_split:
         dims = list(split_dims) if split_dims is not None and len(split_dims) == n_split \
             else [None] * n_split
         for dim in dims:
-            value += (math.log(SPLIT_PRIOR) + log_split_choice(tables, dim)
-                      - math.log(CRP_ALPHA / (1 + CRP_ALPHA)))
+            value += log_split_choice(tables, dim) - math.log(CRP_ALPHA / (1 + CRP_ALPHA))
     return value
+
+
+def log_split_pattern(n_signatures: int, n_split: int) -> float:
+    """log prior that these `n_split` of the `n_signatures` signatures (a given set) each have
+    two causes behind them and the others one: the share of such signatures is unknown, uniform
+    on [0, 1], and integrated out (Beta-Bernoulli): B(s + 1, n - s + 1) = s! (n - s)! / (n + 1)!.
+    No split: 1/(n + 1); one given signature split: 1/(n (n + 1)), 1/n of that."""
+    n, s = max(0, n_signatures), max(0, min(n_split, n_signatures))
+    return math.lgamma(s + 1) + math.lgamma(n - s + 1) - math.lgamma(n + 2)

@@ -17,6 +17,8 @@ Latent-class splits ("two bugs behind one signature")
 For the best partitions, each signature with enough incidents is split by one condition value
 (`version = v2` vs the rest, `host = node-17` vs the rest, a step range vs the rest) into two
 units that must go to different causes; each half is tried in every cause and in a new one.
+A cause holding a half is confined to the half's region (hyp_model: Regions), so a placement
+whose cause has incidents outside it is impossible and is not kept.
 Every candidate split is tried in every placement on the best partition (all of them are
 considered, so their posterior mass counts), and the best `SPLIT_KEEP` are expanded on the next
 best `SPLIT_BASES` partitions. Only one signature is split per hypothesis. The halves are
@@ -42,7 +44,8 @@ from typing import Sequence
 import numpy as np
 
 from triage.analyze.hyp_evidence import Tables, Unit
-from triage.analyze.hyp_model import (CRP_ALPHA, Claim, Scorer, log_prior, logsumexp)
+from triage.analyze.hyp_model import (CRP_ALPHA, Claim, Scorer, log_prior, log_split_pattern,
+                                      logsumexp)
 
 EXACT_MAX = 10
 KEEP = 60
@@ -137,18 +140,13 @@ def enumerate_partitions(scorer: Scorer, units: Sequence[Unit]) -> tuple[np.ndar
     for i in range(k):
         np.bitwise_or.at(masks, (rows, rgs[:, i].astype(np.int64)), 1 << i)
     const = (math.lgamma(CRP_ALPHA) - math.lgamma(CRP_ALPHA + k)
-             + k * math.log1p(-_split_prior()))
+             + log_split_pattern(k, 0))
     joint = block[masks].sum(axis=1) + const  # block[0] == 0 for empty blocks
     return masks, joint
 
 
 def _lgamma_sizes(sizes: np.ndarray) -> np.ndarray:
     return np.array([math.lgamma(s) if s > 0 else 0.0 for s in sizes])
-
-
-def _split_prior() -> float:
-    from triage.analyze import hyp_model
-    return hyp_model.SPLIT_PRIOR
 
 
 def partitions_from_masks(masks: np.ndarray, units: Sequence[Unit]) -> list[list[Unit]]:
@@ -236,7 +234,8 @@ def split_hypotheses(scorer: Scorer, bases: Sequence[Hyp], n_signatures: int) ->
                 parts[j if j < m else m + 1].append(halves[1])
                 parts = [p for p in parts if p]
                 h = score(scorer, parts, None, "split", 1, n_signatures)
-                got.append(h)
+                if h.log_joint > -math.inf:  # a half's cause that fires outside its region
+                    got.append(h)
         return got
 
     screened: list[tuple[float, str, tuple[str, frozenset[str]]]] = []
@@ -246,8 +245,10 @@ def split_hypotheses(scorer: Scorer, bases: Sequence[Hyp], n_signatures: int) ->
             tried = placements(bases[0], sig, halves)
             for h in tried:  # every placement scored is considered: its mass counts
                 out.setdefault(h.key, h)
-            best = max(tried, key=lambda h: h.log_joint)
-            screened.append((best.log_joint, halves[0].key, (sig, cand)))
+            # impossible on the best partition (a half's cause fires outside its region) may
+            # still be possible on the next ones: screened last, not dropped
+            best = max((h.log_joint for h in tried), default=-math.inf)
+            screened.append((best, halves[0].key, (sig, cand)))
     screened.sort(key=lambda s: (-s[0], s[1]))
     for _score, _key, (sig, cand) in screened[:SPLIT_KEEP]:
         halves = t.split_units(sig, *cand)
