@@ -199,3 +199,24 @@ def _ref_rank_of_name(name):
 def test_cached_rank_of_a_name_matches_the_patterns(name):
     for n in (name, name + ".log", name.replace("7", "3")):  # same shapes, other digits
         assert rank_hint(n)[0] == _ref_rank_of_name(n)
+
+
+def test_short_reads_are_read_on(tmp_path, monkeypatch):
+    """A file system that returns less than asked before the end (FUSE mounts do) is read on to
+    the size the file was listed with: the same answers as whole reads."""
+    for i in range(3):
+        body = "".join(f"2026-11-23 02:13:{s:02d},001 INFO trainer: step {s} | loss 2.4\n"
+                       for s in range(40))
+        body += (f"[E1123 02:26:51.123456 ProcessGroupNCCL.cpp:616] [Rank {i}] Watchdog caught "
+                 "collective operation timeout: WorkNCCL(SeqNum=41, OpType=ALLREDUCE, "
+                 "Timeout(ms)=600000) ran for 600021 milliseconds before timing out.\n")
+        (tmp_path / f"rank_{i}.log").write_text(body)
+    whole = _scan_json([tmp_path])
+    real = worker._RawFile.readinto
+
+    def short(self, mv):
+        return real(self, mv[:97])
+
+    monkeypatch.setattr(worker._RawFile, "readinto", short)
+    assert _scan_json([tmp_path]) == whole
+    assert whole["failures"] and whole["stats"]["lines"] == 3 * 41
