@@ -220,3 +220,15 @@ def test_short_reads_are_read_on(tmp_path, monkeypatch):
     monkeypatch.setattr(worker._RawFile, "readinto", short)
     assert _scan_json([tmp_path]) == whole
     assert whole["failures"] and whole["stats"]["lines"] == 3 * 41
+
+
+@FAST
+@given(st.lists(st.floats(min_value=1.0, max_value=4.1e9), min_size=1, max_size=20))
+def test_cached_year_of_a_file_matches_gmtime(mtimes):
+    import time
+
+    from triage.ingest.discover import InputSpec
+
+    for t in mtimes + [m + 1e-3 for m in mtimes]:
+        spec = InputSpec(0, "x", "x", "log", 1, None, None, t)
+        assert worker._year_of(spec) == time.gmtime(t).tm_year

@@ -23,6 +23,7 @@ longer than LONG_LINE is cut to a WINDOW around the hit (the message says so wit
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import itertools
 import os
@@ -237,9 +238,19 @@ class _RawFile:
             self.fd = -1
 
 
+_YEAR_SPAN: list = [0.0, -1.0, 1970]  # [start, end) in epoch seconds of the last year looked up
+
+
 def _year_of(spec: InputSpec) -> int:
+    """The year of the input's modification time (UTC): the year of stamps that have none."""
     t = spec.mtime if spec.mtime else _time.time()
-    return _time.gmtime(t).tm_year
+    lo, hi, year = _YEAR_SPAN
+    if lo <= t < hi:  # 100,000 files written in the same year: one gmtime
+        return year
+    year = _time.gmtime(t).tm_year
+    _YEAR_SPAN[:] = [float(calendar.timegm((year, 1, 1, 0, 0, 0))),
+                     float(calendar.timegm((year + 1, 1, 1, 0, 0, 0))), year]
+    return year
 
 
 _STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
