@@ -54,19 +54,13 @@ def _leaf(o: Any) -> str | None:
 
 
 def _key(k: Any) -> str:
+    """A dict key as json writes it: strings as they are, other scalars as their JSON text."""
     if isinstance(k, str):
         return _enc_str(k)
-    if isinstance(k, float):
-        return _enc_str(_float(k))
-    if k is True:
-        return '"true"'
-    if k is False:
-        return '"false"'
-    if k is None:
-        return '"null"'
-    if isinstance(k, int):
-        return _enc_str(int.__repr__(k))
-    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+    text = _leaf(k)
+    if text is None:
+        raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+    return _enc_str(text)
 
 
 def _encode(o: Any, level: int, put: Callable[[str], None]) -> None:
@@ -74,53 +68,43 @@ def _encode(o: Any, level: int, put: Callable[[str], None]) -> None:
     if leaf is not None:
         put(leaf)
         return
-    inner = "\n" + "  " * (level + 1)
     if isinstance(o, dict):
         if not o:
             put("{}")
             return
-        leaves = [_leaf(v) for v in o.values()]
-        if None not in leaves:  # a flat record: one join
-            sep = "," + inner
-            put("{" + inner + sep.join([_key(k) + ": " + v for k, v in zip(o, leaves)])
-                + "\n" + "  " * level + "}")
-            return
-        put("{")
-        first = True
-        for (k, v), lv in zip(o.items(), leaves):
-            put(inner if first else "," + inner)
-            first = False
-            put(_key(k) + ": ")
-            if lv is not None:
-                put(lv)
-            else:
-                _encode(v, level + 1, put)
-        put("\n" + "  " * level + "}")
+        _items([_key(k) + ": " for k in o], list(o.values()), level, put, "{}")
         return
     if isinstance(o, (list, tuple)):
         if not o:
             put("[]")
             return
-        sep = "," + inner
         if type(o[0]) is dict and all(type(v) is dict for v in o):
             _records(o, level, put)
             return
-        leaves = [_leaf(v) for v in o]
-        if None not in leaves:  # numbers, strings: one join
-            put("[" + inner + sep.join(leaves) + "\n" + "  " * level + "]")
-            return
-        put("[")
-        first = True
-        for v, lv in zip(o, leaves):
-            put(inner if first else sep)
-            first = False
-            if lv is not None:
-                put(lv)
-            else:
-                _encode(v, level + 1, put)
-        put("\n" + "  " * level + "]")
+        _items(None, o, level, put, "[]")
         return
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _items(heads: list[str] | None, values, level: int, put: Callable[[str], None],
+           brackets: str) -> None:
+    """The members of a dict (`heads`: their keys' texts) or a list (`heads` None), one a line."""
+    inner = "\n" + "  " * (level + 1)
+    sep = "," + inner
+    close = "\n" + "  " * level + brackets[1]
+    leaves = [_leaf(v) for v in values]
+    if None not in leaves:  # all scalars: one join
+        body = leaves if heads is None else [h + v for h, v in zip(heads, leaves)]
+        put(brackets[0] + inner + sep.join(body) + close)
+        return
+    put(brackets[0])
+    for i, (v, lv) in enumerate(zip(values, leaves)):
+        put((inner if i == 0 else sep) + ("" if heads is None else heads[i]))
+        if lv is not None:
+            put(lv)
+        else:
+            _encode(v, level + 1, put)
+    put(close)
 
 
 def _records(rows: list, level: int, put: Callable[[str], None]) -> None:

@@ -7,26 +7,11 @@ import os
 
 import pytest
 
+from tests.playbooks.test_loader import GOOD_RULE
 from triage.classify.playbook import load_playbooks
 from triage.errors import PlaybookError
 
-RULE = """\
-rules:
-  - id: site.fs_stale
-    title: Stale NFS file handle
-    family: checkpoint_io
-    severity: medium
-    role: root
-    priority: 50
-    match:
-      any: ['Stale file handle']
-    causes:
-      - category: infrastructure
-        text: The NFS server restarted.
-    next_steps: [Remount.]
-    examples:
-      match: ['OSError: [Errno 116] Stale file handle']
-"""
+RULE = GOOD_RULE  # a valid rules file (severity: medium)
 
 
 def _entries(d):
