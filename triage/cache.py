@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 _MAGIC = b"triage-cache/1\n"
 MAX_ENTRY = 64 << 20
+KEEP = 256  # entries kept; the oldest go first
 
 
 def cache_dir() -> str | None:
@@ -61,7 +63,7 @@ def write(name: str, body: bytes) -> None:
     if root is None or len(body) > MAX_ENTRY:
         return
     path = os.path.join(root, name)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         os.makedirs(root, exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -72,3 +74,18 @@ def write(name: str, body: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+        return
+    _prune(root)
+
+
+def _prune(root: str) -> None:
+    """Keep the newest KEEP entries: every edit of a rules file makes new ones."""
+    try:
+        entries = [e for e in os.scandir(root) if e.name.endswith(".bin") and e.is_file()]
+        if len(entries) <= KEEP:
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime, reverse=True)
+        for e in entries[KEEP:]:
+            os.unlink(e.path)
+    except OSError:
+        pass

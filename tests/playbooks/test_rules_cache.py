@@ -65,3 +65,18 @@ def test_damaged_entries_are_ignored(tmp_path, monkeypatch):
     for name in _entries(cache):
         C.write(name, b'[{"id": 1}]')
     assert load_playbooks([site]).rules == want
+
+
+def test_the_cache_keeps_the_newest_entries(tmp_path, monkeypatch):
+    from triage import cache as C
+
+    monkeypatch.setenv("TRIAGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(C, "KEEP", 5)
+    for i in range(12):
+        C.write(C.entry_name("rules", str(i).encode()), b"x" * i)
+        t = 1_000_000 + i
+        os.utime(tmp_path / C.entry_name("rules", str(i).encode()), (t, t))
+    names = _entries(tmp_path)
+    assert len(names) == 5
+    assert C.read(C.entry_name("rules", b"11")) == b"x" * 11  # the newest stay
+    assert C.read(C.entry_name("rules", b"0")) is None
