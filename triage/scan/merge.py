@@ -40,7 +40,8 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
     input_bytes = [0] * n_inputs
     for piece in results:
         if piece.parts:
-            for idx, nlines, nbytes in piece.parts:
+            it = iter(piece.parts)  # flat: index, lines, bytes of each file
+            for idx, nlines, nbytes in zip(it, it, it):
                 input_lines[idx] += nlines
                 input_bytes[idx] += nbytes
             continue
