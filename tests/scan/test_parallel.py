@@ -115,6 +115,44 @@ def test_many_files_and_gz_in_parallel(tmp_path, small_pieces):
     assert {r.rank for r in one.ranks} == set(range(8))
 
 
+def _full(result):
+    """Everything a scan answers, for exact comparisons."""
+    return _norm(result) + repr((result.ranks, result.occurrences, result.warnings,
+                                 result.start_time, result.end_time, result.max_step))
+
+
+def test_streaming_many_files_identical(tmp_path, small_pieces, monkeypatch):
+    """Past STREAM_MIN files the workers start while the rest are still looked at: the same
+    answers as --jobs 1, including a large file split into pieces, .gz, an error file, files
+    that are skipped (binary, unreadable) and a warning in its place."""
+    d = tmp_path / "run"
+    (d / "sub").mkdir(parents=True)
+    src = _write_log(tmp_path / "all.log", ranks=8, steps=200)[0].read_text().splitlines()
+    per: dict[int, list[str]] = {}
+    for line in src:
+        r = int(line[5:line.index("]")])
+        per.setdefault(r, []).append(line.split("]: ", 1)[1] if "]: " in line else line)
+    for r, ls in per.items():
+        text = "\n".join(ls) + "\n"
+        if r % 3 == 1:
+            with gzip.open(d / f"rank_{r}.log.gz", "wt") as fh:
+                fh.write(text)
+        else:
+            (d / ("sub" if r % 3 == 2 else "") / f"rank_{r}.log").write_text(text)
+    _write_log(d / "console.log", ranks=8, steps=400)  # large enough to be split
+    (d / "model.pt").write_bytes(b"\x00" * 100)
+    (d / "error.json").write_text('{"message": {"message": "ValueError: bad"}}')
+    locked = d / "rank_99.log"
+    locked.write_text("x\n")
+    locked.chmod(0)
+    monkeypatch.setattr(scanmod, "STREAM_MIN", 1)
+    one = scan([d], jobs=1)
+    streamed = scan([d], jobs=2)
+    assert _full(one) == _full(streamed)
+    assert scanmod._streams(scanmod.expand([str(d)]), 2, None)
+    assert {r.rank for r in one.ranks} >= set(range(8))
+
+
 def test_dask_local_cluster_identical(tmp_path):
     distributed = pytest.importorskip("distributed")
     log, _ = _write_log(tmp_path / "console.log", ranks=8, steps=200)

@@ -23,7 +23,7 @@ import glob
 import os
 import re
 import stat
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from triage.errors import InputError
 
@@ -132,34 +132,24 @@ def _kind_of(path: str, explicit: bool) -> str | None:
 
 def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
     """Expand `paths` into input specs. Returns (specs, warnings)."""
-    specs: list[InputSpec] = []
     warnings: list[str] = []
-    seen_files: set[int] = set()  # (device, inode) as one int: 100,000 of them
-    stdin_used = False
+    specs = list(specs_from(expand(paths), warnings))
+    return specs, warnings
 
-    def add(path: str, explicit: bool) -> None:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            warnings.append(f"{path}: cannot read ({exc.strerror or exc}); skipped")
-            return
-        if not stat.S_ISREG(st.st_mode):
-            if explicit:
-                warnings.append(f"{path}: not a regular file; skipped")
-            return
-        ident = (st.st_dev << 64) | st.st_ino
-        if ident in seen_files:
-            return
-        kind = _kind_of(path, explicit)
-        if kind is None:
-            return
-        # Readable by everyone needs no access() call (100,000 files: a tenth of a second).
-        if st.st_mode & 0o444 != 0o444 and not os.access(path, os.R_OK):
-            warnings.append(f"{path}: permission denied; skipped")
-            return
-        seen_files.add(ident)
-        rank, attempt = rank_hint(path)
-        specs.append(InputSpec(len(specs), path, path, kind, st.st_size, rank, attempt, st.st_mtime))
+
+# What `expand` lists, in the order the inputs will have: a file (path, named on the command line?),
+# stdin, or a warning about a directory, in its place among the files.
+FILE, STDIN, WARN = "file", "stdin", "warn"
+
+
+def expand(paths: list[str]) -> list[tuple]:
+    """List what `paths` name, in order, without looking at the files themselves (no stat of a
+    file yet): directories walked and naturally sorted, globs expanded. Raises InputError for a
+    path that does not exist or a glob that matches nothing; everything else is a WARN item.
+    Cheap next to `specs_from`, so a scan can start its workers on the first files while the
+    rest are still being looked at."""
+    items: list[tuple] = []
+    stdin_used = False
 
     def walk(root: str) -> None:
         visited: set[tuple[int, int]] = set()
@@ -170,17 +160,17 @@ def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
             try:
                 st = os.stat(d)
             except OSError as exc:
-                warnings.append(f"{d}: cannot read ({exc.strerror or exc}); skipped")
+                items.append((WARN, f"{d}: cannot read ({exc.strerror or exc}); skipped"))
                 continue
             ident = (st.st_dev, st.st_ino)
             if ident in visited:
-                warnings.append(f"{d}: directory symlink loop; not followed again")
+                items.append((WARN, f"{d}: directory symlink loop; not followed again"))
                 continue
             visited.add(ident)
             try:
                 entries = list(os.scandir(d))
             except OSError as exc:
-                warnings.append(f"{d}: cannot list ({exc.strerror or exc}); skipped")
+                items.append((WARN, f"{d}: cannot list ({exc.strerror or exc}); skipped"))
                 continue
             subdirs = []
             for e in entries:
@@ -195,29 +185,65 @@ def discover(paths: list[str]) -> tuple[list[InputSpec], list[str]]:
         # Every path starts with `root` + separator: the natural order of the rest is the
         # natural order of the whole (no number spans the separator), at a fraction of the cost.
         cut = len(root)
-        for f in sorted(files, key=lambda f: natural_key(f[cut:])):
-            add(f, explicit=False)
+        items.extend((FILE, f, False) for f in sorted(files, key=lambda f: natural_key(f[cut:])))
 
     for raw in paths:
         if raw == "-":
-            if stdin_used:
-                continue
-            stdin_used = True
-            specs.append(InputSpec(len(specs), "<stdin>", None, KIND_STDIN, 0))
+            if not stdin_used:
+                stdin_used = True
+                items.append((STDIN,))
             continue
         if os.path.isdir(raw):
             walk(raw)
         elif os.path.lexists(raw):
-            add(raw, explicit=True)
+            items.append((FILE, raw, True))
         elif any(ch in raw for ch in "*?["):
             matches = sorted(glob.glob(raw, recursive=True), key=natural_key)
             if not matches:
                 raise InputError("no file matches this pattern", where=raw,
                                  hint="check the glob, or quote it so the shell does not expand it")
             for m in matches:
-                walk(m) if os.path.isdir(m) else add(m, explicit=True)
+                walk(m) if os.path.isdir(m) else items.append((FILE, m, True))
         else:
             raise InputError("no such file or directory", where=raw,
                              hint="pass log files, directories, globs, .gz files or - for stdin")
-    return specs, warnings
+    return items
 
+
+def specs_from(items: list[tuple], warnings: list[str]) -> Iterator[InputSpec]:
+    """The input specs of `expand`'s items, in order, numbered from 0: each file looked at
+    (stat, kind, rank hint) as it is reached. Problems are appended to `warnings` in order."""
+    seen_files: set[int] = set()  # (device, inode) as one int: 100,000 of them
+    index = 0
+    for item in items:
+        if item[0] == WARN:
+            warnings.append(item[1])
+            continue
+        if item[0] == STDIN:
+            yield InputSpec(index, "<stdin>", None, KIND_STDIN, 0)
+            index += 1
+            continue
+        _, path, explicit = item
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            warnings.append(f"{path}: cannot read ({exc.strerror or exc}); skipped")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            if explicit:
+                warnings.append(f"{path}: not a regular file; skipped")
+            continue
+        ident = (st.st_dev << 64) | st.st_ino
+        if ident in seen_files:
+            continue
+        kind = _kind_of(path, explicit)
+        if kind is None:
+            continue
+        # Readable by everyone needs no access() call (100,000 files: a tenth of a second).
+        if st.st_mode & 0o444 != 0o444 and not os.access(path, os.R_OK):
+            warnings.append(f"{path}: permission denied; skipped")
+            continue
+        seen_files.add(ident)
+        rank, attempt = rank_hint(path)
+        yield InputSpec(index, path, path, kind, st.st_size, rank, attempt, st.st_mtime)
+        index += 1

@@ -1,8 +1,11 @@
 """`scan(paths)`: from a pile of training logs to classified failures and the root cause.
 
-Stages: discover inputs (triage.ingest) -> plan pieces -> scan pieces (triage.scan.worker, in
-this process, in worker processes, or on a Dask cluster) -> merge (triage.scan.merge) ->
-root cause (triage.classify.roles, with triage.analyze.hang for silent hangs).
+Stages: list inputs (triage.ingest.discover.expand) -> look at each file and plan pieces
+(specs_from, iter_plan) -> scan pieces (triage.scan.worker, in this process, in worker
+processes, or on a Dask cluster) -> merge (triage.scan.merge) -> root cause
+(triage.classify.roles, with triage.analyze.hang for silent hangs). With many files
+(STREAM_MIN) the middle stages overlap: workers start on the first units while the rest of the
+files are still being looked at.
 
 Parallelism: files in parallel, and one large plain file split at line boundaries into pieces
 of at least SPLIT_MIN bytes. Small files are batched into units so that 100,000 per-rank files
@@ -21,11 +24,12 @@ import gc
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from triage.classify.playbook import Playbook, load_playbooks
 from triage.errors import InputError, UsageError
-from triage.ingest.discover import KIND_STDIN, TEXT_KINDS, InputSpec, discover
+from triage.ingest.discover import (KIND_STDIN, STDIN, TEXT_KINDS, InputSpec, expand,
+                                   specs_from)
 from triage.records import ScanResult
 from triage.scan.engine import Engine
 from triage.scan.merge import merge
@@ -55,7 +59,11 @@ def default_jobs() -> int:
 
 
 def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
-    units: list[Unit] = []
+    return list(iter_plan(specs, jobs))
+
+
+def iter_plan(specs: Iterable[InputSpec], jobs: int) -> Iterator[Unit]:
+    """Units of work, in input order, each as soon as its inputs are known."""
     batch: list[Piece] = []
     batch_bytes = 0
     for spec in specs:
@@ -66,19 +74,18 @@ def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
             for k in range(n):
                 start = k * step
                 end = None if k == n - 1 else (k + 1) * step
-                units.append(Unit((Piece(spec, start, end),), (end or size) - start))
+                yield Unit((Piece(spec, start, end),), (end or size) - start)
             continue
         if size >= UNIT_BYTES:
-            units.append(Unit((Piece(spec),), size))
+            yield Unit((Piece(spec),), size)
             continue
         batch.append(Piece(spec))
         batch_bytes += size
         if batch_bytes >= UNIT_BYTES or len(batch) >= UNIT_FILES:
-            units.append(Unit(tuple(batch), batch_bytes))
+            yield Unit(tuple(batch), batch_bytes)
             batch, batch_bytes = [], 0
     if batch:
-        units.append(Unit(tuple(batch), batch_bytes))
-    return units
+        yield Unit(tuple(batch), batch_bytes)
 
 
 _PLAYBOOKS: dict = {}
@@ -182,21 +189,20 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
 
     `progress(done_bytes, total_bytes)` is called as work completes (from this process).
     """
-    global _ENGINE, _ENGINE_KEY
     t0 = time.perf_counter()
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1", where="--jobs")
-    specs, warnings = discover([os.fspath(p) for p in paths])
+    items = expand([os.fspath(p) for p in paths])
+    warnings: list[str] = []
+    where = ", ".join(map(str, paths))[:200]
+    if _streams(items, jobs, dask_scheduler):
+        return _scan_streaming(items, warnings, jobs or default_jobs(), progress, t0,
+                               playbook or cached_playbook(playbook_dirs), backend, where)
+    specs = list(specs_from(items, warnings))
     text_specs = [s for s in specs if s.kind in TEXT_KINDS]
     if not text_specs:
-        raise InputError("no log files to scan", where=", ".join(map(str, paths))[:200],
-                         hint="pass log files, a run directory, a glob, .gz files or - for stdin")
-    if playbook is None:
-        playbook = cached_playbook(playbook_dirs)
-    key = (backend, id(playbook))
-    if _ENGINE is None or _ENGINE_KEY != key:
-        _ENGINE = Engine.build(playbook, backend)
-        _ENGINE_KEY = key
+        raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
+    _engine_for(playbook or cached_playbook(playbook_dirs), backend)
     jobs = jobs or default_jobs()
     total = sum(s.size for s in text_specs)
     stdin_specs = [s for s in text_specs if s.kind == KIND_STDIN]
@@ -227,6 +233,72 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
     with _no_gc():
         return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
                      hang=_hang_hook)
+
+
+def _engine_for(playbook: Playbook, backend: str | None) -> Engine:
+    """The engine of this process for `playbook` (built once; forked workers inherit it)."""
+    global _ENGINE, _ENGINE_KEY
+    key = (backend, id(playbook))
+    if _ENGINE is None or _ENGINE_KEY != key:
+        _ENGINE = Engine.build(playbook, backend)
+        _ENGINE_KEY = key
+    return _ENGINE
+
+
+STREAM_MIN = 8192  # files from which the workers start while the rest are still looked at
+
+
+def _streams(items: list[tuple], jobs: int | None, dask_scheduler: str | None) -> bool:
+    """Many files, worker processes, no stdin: worth starting before every file is stat-ed."""
+    if dask_scheduler or (jobs or default_jobs()) < 2 or len(items) < STREAM_MIN:
+        return False
+    return all(it[0] != STDIN for it in items)
+
+
+_NO_LOGS_HINT = "pass log files, a run directory, a glob, .gz files or - for stdin"
+
+
+def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
+                    progress: Callable[[int, int], None] | None, t0: float, playbook: Playbook,
+                    backend: str | None, where: str) -> ScanResult:
+    """`scan` for a directory of many files: the workers start on the first units while this
+    process goes on stat-ing the rest (0.7 s for 100,000 files, otherwise spent before the
+    first worker starts). Same results as `scan`: units are planned the same way, in input
+    order (not biggest first: most of such a set is small files), and merged by (input, offset)."""
+    _engine_for(playbook, backend)
+    text_specs: list[InputSpec] = []
+    sizes = {"total": 0, "done": 0}  # the total grows as files are looked at
+
+    def text_only():
+        for spec in specs_from(items, warnings):
+            if spec.kind in TEXT_KINDS:
+                text_specs.append(spec)
+                sizes["total"] += spec.size
+                yield spec
+
+    def tick(n: int) -> None:
+        sizes["done"] += n
+        if progress is not None:
+            progress(sizes["done"], sizes["total"])
+
+    results: list[PieceResult] = []
+    import multiprocessing as mp
+
+    with _no_gc(), mp.get_context("fork").Pool(processes=jobs) as pool:
+        # The pool's feeder thread pulls units from the generator: planning (and the stat of
+        # each file) runs beside the workers.
+        for nbytes, res in pool.imap(_run_sized, iter_plan(text_only(), jobs)):
+            results.extend(res)
+            tick(nbytes)
+    if not text_specs:
+        raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
+    with _no_gc():
+        return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
+                     hang=_hang_hook)
+
+
+def _run_sized(unit: Unit) -> tuple[int, list[PieceResult]]:
+    return unit.nbytes, _run_unit(unit)
 
 
 def _scan_pool(units: list[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:
