@@ -49,6 +49,16 @@ def _write_log(path, ranks=16, steps=400, seed=7):
     return path, first_error  # first_error: (rank, step) of the first data error
 
 
+def _per_rank_texts(tmp_path) -> dict[int, str]:
+    """The console of `_write_log` (8 ranks) split into per-rank texts without prefixes."""
+    src = _write_log(tmp_path / "all.log", ranks=8, steps=200)[0].read_text().splitlines()
+    per: dict[int, list[str]] = {}
+    for line in src:
+        r = int(line[5:line.index("]")])
+        per.setdefault(r, []).append(line.split("]: ", 1)[1] if "]: " in line else line)
+    return {r: "\n".join(ls) + "\n" for r, ls in per.items()}
+
+
 def _norm(result):
     d = result.to_json()
     d["stats"].pop("seconds")
@@ -96,13 +106,7 @@ def test_chunk_size_does_not_change_answers(tmp_path, monkeypatch):
 def test_many_files_and_gz_in_parallel(tmp_path, small_pieces):
     d = tmp_path / "ranks"
     d.mkdir()
-    src = _write_log(tmp_path / "all.log", ranks=8, steps=200)[0].read_text().splitlines()
-    per: dict[int, list[str]] = {}
-    for line in src:
-        r = int(line[5:line.index("]")])
-        per.setdefault(r, []).append(line.split("]: ", 1)[1] if "]: " in line else line)
-    for r, ls in per.items():
-        text = "\n".join(ls) + "\n"
+    for r, text in _per_rank_texts(tmp_path).items():
         if r % 2:
             with gzip.open(d / f"rank_{r}.log.gz", "wt") as fh:
                 fh.write(text)
@@ -127,13 +131,7 @@ def test_streaming_many_files_identical(tmp_path, small_pieces, monkeypatch):
     that are skipped (binary, unreadable) and a warning in its place."""
     d = tmp_path / "run"
     (d / "sub").mkdir(parents=True)
-    src = _write_log(tmp_path / "all.log", ranks=8, steps=200)[0].read_text().splitlines()
-    per: dict[int, list[str]] = {}
-    for line in src:
-        r = int(line[5:line.index("]")])
-        per.setdefault(r, []).append(line.split("]: ", 1)[1] if "]: " in line else line)
-    for r, ls in per.items():
-        text = "\n".join(ls) + "\n"
+    for r, text in _per_rank_texts(tmp_path).items():
         if r % 3 == 1:
             with gzip.open(d / f"rank_{r}.log.gz", "wt") as fh:
                 fh.write(text)
