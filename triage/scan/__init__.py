@@ -267,29 +267,26 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
     order (not biggest first: most of such a set is small files), and merged by (input, offset)."""
     _engine_for(playbook, backend)
     text_specs: list[InputSpec] = []
-    sizes = {"total": 0, "done": 0}  # the total grows as files are looked at
+    total = done = 0  # the total grows as files are looked at
 
     def text_only():
+        nonlocal total
         for spec in specs_from(items, warnings):
             if spec.kind in TEXT_KINDS:
                 text_specs.append(spec)
-                sizes["total"] += spec.size
+                total += spec.size
                 yield spec
 
     def tick(n: int) -> None:
-        sizes["done"] += n
+        nonlocal done
+        done += n
         if progress is not None:
-            progress(sizes["done"], sizes["total"])
+            progress(done, total)
 
-    results: list[PieceResult] = []
-    import multiprocessing as mp
-
-    with _no_gc(), mp.get_context("fork").Pool(processes=jobs) as pool:
+    with _no_gc():
         # The pool's feeder thread pulls units from the generator: planning (and the stat of
         # each file) runs beside the workers.
-        for nbytes, res in pool.imap(_run_sized, iter_plan(text_only(), jobs)):
-            results.extend(res)
-            tick(nbytes)
+        results = _scan_pool(iter_plan(text_only(), jobs), jobs, tick)
     if not text_specs:
         raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
     with _no_gc():
@@ -301,17 +298,19 @@ def _run_sized(unit: Unit) -> tuple[int, list[PieceResult]]:
     return unit.nbytes, _run_unit(unit)
 
 
-def _scan_pool(units: list[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:
+def _scan_pool(units: Iterable[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:
+    """Units on `jobs` forked workers. A list goes biggest first (one large file must not start
+    last); a generator is consumed as it yields, beside the workers."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    if isinstance(units, list):
+        jobs = min(jobs, len(units))
+        units = sorted(units, key=lambda u: -u.nbytes)
     out: list[PieceResult] = []
-    # Biggest units first, so that one large file does not start last.
-    order = sorted(range(len(units)), key=lambda i: -units[i].nbytes)
-    with ctx.Pool(processes=min(jobs, len(units))) as pool:
-        for i, res in zip(order, pool.imap(_run_unit, [units[i] for i in order])):
+    with mp.get_context("fork").Pool(processes=jobs) as pool:
+        for nbytes, res in pool.imap(_run_sized, units):
             out.extend(res)
-            tick(units[i].nbytes)
+            tick(nbytes)
     return out
 
 
