@@ -608,14 +608,21 @@ def _rules_cache_key(path: Path) -> str | None:
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
-        code = [Path(__file__), Path(__file__).with_name("_schema.py"),
-                Path(__file__).parent.parent / "records.py"]
-        stamp = repr([(os.path.getmtime(c), os.path.getsize(c)) for c in code]).encode()
+        stamp = _validator_stamp()
     except OSError:
         return None
     if len(data) > MAX_FILE_BYTES:
         return None
     return cache.entry_name("rules", stamp, data)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator_stamp() -> bytes:
+    """Size and mtime of the code that validates a rules file (once per process): a changed
+    validator re-validates every cached file."""
+    code = [Path(__file__), Path(__file__).with_name("_schema.py"),
+            Path(__file__).parent.parent / "records.py"]
+    return repr([(os.path.getmtime(c), os.path.getsize(c)) for c in code]).encode()
 
 
 def _rules_from_cache(key: str, path: Path) -> list[Rule] | None:

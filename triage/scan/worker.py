@@ -457,7 +457,7 @@ class _Scanner:
     # per-rank file is usually its failure's, already parsed.
     _line_stamp = None
     _plain_line = False
-    _last_any = None  # (line start it was looked up for, step, prefix rank, raw line matches)
+    _last_any = None  # (line start it was looked up for, step, prefix rank, raw line)
     _step_keys_seen = False
 
     def _no_step_anywhere(self) -> bool:
@@ -775,7 +775,7 @@ class _Scanner:
         pfx = split_prefix(text)
         st = parse_step(text[pfx.offset:])
         if st is not None:
-            self._last_any = (here, st, pfx.rank, STEP_BYTES_RE.search(raw, 0, 4096) is not None)
+            self._last_any = (here, st, pfx.rank, raw)
         return st
 
     def tail_steps(self, tail: bytes) -> None:
@@ -790,8 +790,9 @@ class _Scanner:
         # line before that failure (`_last_any`); only the bytes after it need a search.
         known = self._last_any if SHORTCUTS else None
         stop = floor
-        if known is not None and single and known[3] and self.piece.start == 0 and \
-                len(tail) == self._end_abs and len(tail) < TAIL_BYTES:
+        if known is not None and single and self.piece.start == 0 and \
+                len(tail) == self._end_abs and len(tail) < TAIL_BYTES and \
+                STEP_BYTES_RE.search(known[3], 0, 4096) is not None:  # what this walk accepts
             stop = known[0]
         else:
             known = None
