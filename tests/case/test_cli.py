@@ -187,13 +187,18 @@ def _ingest_one_line(tmp_path: Path, error_line: str) -> tuple[Path, Path]:
     return logs, db
 
 
-def test_log_text_in_tables_is_never_markup(tmp_path):
+def test_log_text_in_tables_is_never_markup(tmp_path, monkeypatch):
     """A template from an untrusted log is shown verbatim: rich markup in it (`[red]`,
     `[link=...]`, gloo's `[enforce fail at x.cc:456]`) is neither styled nor dropped."""
+    from triage.cli import common
+
     logs, db = _ingest_one_line(tmp_path, "RuntimeError: [enforce fail at pair.cc] size mismatch "
                                 "[red]boom[/red] [link=http://e.vil]click[/link]")
     runner = CliRunner()
-    res = runner.invoke(app, ["signatures", "--case", str(db)], env={"COLUMNS": "400"})
+    # Wide enough that no cell wraps. The console reads COLUMNS once, when it is made (which
+    # test imported the CLI first decides when): set its width itself.
+    monkeypatch.setattr(common.out, "_width", 400)
+    res = runner.invoke(app, ["signatures", "--case", str(db)])
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
     for literal in ("[enforce fail at pair.cc]", "[red]boom[/red]", "[link=http://e.vil]click[/link]"):

@@ -40,6 +40,9 @@ _STEP_LINES = [
     "Step: {n}",
     "epoch 1 iter {n}",
     "step 0.{n} is not a step",
+    "step\t{n} | tab",
+    "step\x1c{n} | a control character str patterns read as a space, bytes ones do not",
+    "step \u0663{n} | an Arabic-Indic digit",
 ]
 _FAILURES = [
     "[E1123 02:26:{s:02d}.123456 ProcessGroupNCCL.cpp:616] [Rank {r}] Watchdog caught collective "

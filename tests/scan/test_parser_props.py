@@ -395,11 +395,13 @@ def test_step_candidates_are_every_keyword_last_first(parts, data):
     """`_step_candidates` searches backwards in growing windows; whatever the window edges cut
     (a keyword across an edge included) it yields exactly the offsets of every keyword that lies
     wholly in data[floor:pos], last first, each once."""
-    from triage.scan.worker import _STEP_KEYS, _step_candidates
+    from triage.scan.engine import STEP_KEYS
+    from triage.scan.worker import _has_step_key, _step_candidates
 
     blob = b"".join(parts)
     floor = data.draw(st.integers(0, len(blob)))
     pos = data.draw(st.integers(floor, len(blob)))
-    expected = sorted({i for k in _STEP_KEYS for i in range(floor, pos - len(k) + 1)
+    expected = sorted({i for k in STEP_KEYS for i in range(floor, pos - len(k) + 1)
                        if blob.startswith(k, i)}, reverse=True)
     assert list(_step_candidates(blob, floor, pos)) == expected
+    assert _has_step_key(blob, floor, pos) == bool(expected)  # the same keywords, unrolled

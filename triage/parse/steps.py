@@ -50,10 +50,12 @@ def parse_step_bytes(buf, start: int, end: int) -> int | None:
 
 def parse_step(text: str) -> int | None:
     """The training step a line reports, or None."""
-    if "tep" not in text and "ter" not in text and "/" not in text:
-        return None  # every shape needs one of these (step/Step, iter/iteration, N/M)
-    for rx in _STEP_RES:
-        m = rx.search(text)
-        if m is not None:
-            return int(m.group(1))
+    # Each shape needs its literal: "iteration N/M", a step or iter keyword (all contain "tep"
+    # or "ter"), "N/M [": a regex runs only on a line that has it, first shape first.
+    if "iteration" in text and (m := _STEP_RES[0].search(text)) is not None:
+        return int(m.group(1))
+    if ("tep" in text or "ter" in text) and (m := _STEP_RES[1].search(text)) is not None:
+        return int(m.group(1))
+    if "/" in text and (m := _STEP_RES[2].search(text)) is not None:
+        return int(m.group(1))
     return None

@@ -50,6 +50,17 @@ class Unit:
     pieces: tuple[Piece, ...]
     nbytes: int
 
+    def __reduce__(self):
+        # To a worker as plain tuples, which pickle in C: a named tuple costs a Python call
+        # each way (100,000 files: a third of a second of the parent's time).
+        return (_unit_of_rows, ([(tuple(p.spec), p.start, p.end) for p in self.pieces],
+                                self.nbytes))
+
+
+def _unit_of_rows(rows: list[tuple], nbytes: int) -> Unit:
+    make = InputSpec._make
+    return Unit(tuple([Piece(make(spec), start, end) for spec, start, end in rows]), nbytes)
+
 
 def default_jobs() -> int:
     try:

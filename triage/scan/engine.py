@@ -18,7 +18,6 @@ ones (elastic exit records, world size), each with its kind in `pattern_kind`.
 
 from __future__ import annotations
 
-import functools
 import platform
 import re
 from dataclasses import dataclass
@@ -39,7 +38,15 @@ KIND_RULE = 0
 KIND_STEP = 1
 KIND_EXIT = 2
 KIND_WORLD = 3
-KIND_STEPKEY = 4  # any step keyword in a chunk (reported once per chunk: presence only)
+KIND_STEPKEY = 4  # a step keyword somewhere in a large chunk (reported once: presence only)
+SMALL_CHUNK = 64 << 10  # at most this many bytes are scanned without the step-keyword pattern
+
+# Every step-line shape (triage.parse.steps) contains one of these.
+STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")
+
+
+def _stop(*_args) -> bool:
+    return True  # a Hyperscan match handler that ends the scan at the first match
 
 
 def _re2_options(ignore_case: bool = False):
@@ -62,6 +69,11 @@ class Engine:
     _scratch: object = None
     _alt: object = None
     _sets: object = None
+    _db_small: object = None  # the same patterns without the step keywords
+    _scratch_small: object = None
+    _step_db: object = None
+    _step_scratch: object = None
+    step_pid: int | None = None  # the id of the step-keyword pattern in `_db`
 
     @classmethod
     def build(cls, playbook: Playbook, backend: str | None = None) -> "Engine":
@@ -81,10 +93,6 @@ class Engine:
                 patterns.append((p, False))
                 kinds.append(kind)
                 owners.append(-1)
-        if backend in (None, "hyperscan") and hyperscan is not None:
-            patterns.append(("tep|iter|Iter|it/s", False))
-            kinds.append(KIND_STEPKEY)
-            owners.append(-1)
         if backend is None:
             backend = "hyperscan" if hyperscan is not None else "re2"
         eng = cls(playbook, backend, kinds, owners)
@@ -96,37 +104,61 @@ class Engine:
             eng._compile_re2(patterns)
         return eng
 
+    def has_step_key(self, buf, n: int) -> bool | None:
+        """Whether buf[:n] holds a step keyword (STEP_KEYS); None where there is no cheap way
+        to tell (the RE2 backend). Step lines tell which step a failure happened at; an input
+        without any skips every lookup.
+
+        A large chunk gets the answer from its prefilter pass (the step-keyword pattern in
+        `_db`). A small one is scanned without that pattern (in per-rank logs "step" is on
+        every line: it cost a fifth of the pass) and asks here, once, only when a lookup
+        comes: a trainer's log answers in its first line, a 64 KB file without one costs a
+        few microseconds (Hyperscan stops at the first keyword)."""
+        if buf.find(b"tep", 0, min(n, 4096)) >= 0:
+            return True
+        if self._step_db is None:
+            return None
+        try:
+            self._step_db.scan(memoryview(buf)[:n], match_event_handler=_stop,
+                               scratch=self._step_scratch)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+    def _compile_step_keys(self) -> None:
+        try:
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(expressions=list(STEP_KEYS), ids=list(range(len(STEP_KEYS))),
+                       elements=len(STEP_KEYS),
+                       flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(STEP_KEYS))
+            self._step_db, self._step_scratch = db, hyperscan.Scratch(db)
+        except Exception:  # pragma: no cover - only an optimisation
+            self._step_db = self._step_scratch = None
+
     def _compile_hyperscan(self, patterns: list[tuple[str, bool]]) -> None:
         exprs, flags = [], []
-        for (p, icase), kind in zip(patterns, self.pattern_kind):
+        for p, icase in patterns:
             exprs.append(p.encode("utf-8"))
             f = hyperscan.HS_FLAG_PREFILTER
             if icase:
                 f |= hyperscan.HS_FLAG_CASELESS
-            if kind == KIND_STEPKEY:
-                f = hyperscan.HS_FLAG_SINGLEMATCH
             flags.append(f)
-        db = _load_cached_db(exprs, flags)
-        if db is not None:
-            self._db = db
-            self._scratch = hyperscan.Scratch(db)
-            return
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         try:
-            db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-                       flags=flags)
-            _store_cached_db(exprs, flags, db)
+            small = _hyperscan_db(exprs, flags)
+            full = _hyperscan_db(exprs + [b"|".join(STEP_KEYS)],
+                                 flags + [hyperscan.HS_FLAG_SINGLEMATCH])
         except Exception:
             # One odd pattern must not cost the fast path for all: let the RE2 backend take the
-            # whole set if any pattern is refused (without the presence-only pattern).
+            # whole set if any pattern is refused.
             self.backend = "re2"
-            keep = [i for i, k in enumerate(self.pattern_kind) if k != KIND_STEPKEY]
-            self.pattern_kind = [self.pattern_kind[i] for i in keep]
-            self.pattern_owner = [self.pattern_owner[i] for i in keep]
-            self._compile_re2([patterns[i] for i in keep])
+            self._compile_re2(patterns)
             return
-        self._db = db
-        self._scratch = hyperscan.Scratch(db)
+        self._db_small, self._scratch_small = small, hyperscan.Scratch(small)
+        self._db, self._scratch = full, hyperscan.Scratch(full)
+        self.step_pid = len(exprs)
+        self.pattern_kind = self.pattern_kind + [KIND_STEPKEY]
+        self.pattern_owner = self.pattern_owner + [-1]
+        self._compile_step_keys()
 
     def _compile_re2(self, patterns: list[tuple[str, bool]]) -> None:
         parts = [("(?i:%s)" % p) if icase else ("(?:%s)" % p) for p, icase in patterns]
@@ -144,10 +176,6 @@ class Engine:
                 sets.append((s, ids))
         self._sets = sets
 
-    @functools.cached_property
-    def has_step_presence(self) -> bool:
-        return KIND_STEPKEY in self.pattern_kind
-
     def hits(self, buf, n: int) -> list[tuple[int, int]]:
         """(end offset, pattern id) of every prefilter hit in buf[:n], in offset order."""
         out: list[tuple[int, int]] = []
@@ -159,8 +187,12 @@ class Engine:
             def on_match(pid, _frm, to, _flags, _ctx):
                 app((to, pid))
 
-            self._db.scan(memoryview(buf)[:n], match_event_handler=on_match,
-                          scratch=self._scratch)
+            if n <= SMALL_CHUNK:
+                self._db_small.scan(memoryview(buf)[:n], match_event_handler=on_match,
+                                    scratch=self._scratch_small)
+            else:
+                self._db.scan(memoryview(buf)[:n], match_event_handler=on_match,
+                              scratch=self._scratch)
             out.sort()
             return out
         data = bytes(memoryview(buf)[:n])
@@ -192,6 +224,18 @@ class Engine:
 def _db_name(exprs: list[bytes], flags: list[int]) -> str:
     return cache.entry_name("hsdb", repr(getattr(hyperscan, "__version__", "?")).encode(),
                             platform.machine().encode(), repr(flags).encode(), *exprs)
+
+
+def _hyperscan_db(exprs: list[bytes], flags: list[int]):
+    """A compiled block-mode database, from the cache when it holds one (raises if a pattern is
+    refused)."""
+    db = _load_cached_db(exprs, flags)
+    if db is None:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
+                   flags=flags)
+        _store_cached_db(exprs, flags, db)
+    return db
 
 
 def _load_cached_db(exprs: list[bytes], flags: list[int]):

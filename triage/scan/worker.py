@@ -45,7 +45,7 @@ from triage.parse.runinfo import parse_world_size
 from triage.parse.steps import STEP_BYTES_RE, parse_step
 from triage.parse.timestamps import parse_timestamp
 from triage.parse.traceback import chained_before, frames_backward, frames_from_callstack
-from triage.scan.engine import (KIND_EXIT, KIND_RULE, KIND_STEPKEY, KIND_WORLD, Engine,
+from triage.scan.engine import (KIND_EXIT, KIND_RULE, KIND_WORLD, SMALL_CHUNK, STEP_KEYS, Engine,
                                 looks_like_exception)
 
 try:
@@ -209,6 +209,10 @@ def _open(spec: InputSpec) -> BinaryIO:
     return _RawFile(spec.real)
 
 
+_PLAIN_ASCII = bytes(range(0x20, 0x7F)) + b"\t"
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
 class _RawFile:
     """A plain file read through its descriptor: what a scan calls of a file object, without
     building one (2 us a file, out of ~60, on 100,000 per-rank logs)."""
@@ -216,7 +220,7 @@ class _RawFile:
     __slots__ = ("fd",)
 
     def __init__(self, path: str):
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        self.fd = os.open(path, _OPEN_FLAGS)
 
     if hasattr(os, "readv"):
         def readinto(self, mv) -> int:
@@ -254,12 +258,16 @@ def _year_of(spec: InputSpec) -> int:
     return year
 
 
-_STEP_KEYS = (b"tep", b"iter", b"Iter", b"it/s")  # every step shape contains one of these
-
-
-_STEP_KEYS_RE = FastRegex(re2.compile(b"|".join(_STEP_KEYS)))  # is there any step keyword?
-_STEP_KEY_MAX = max(map(len, _STEP_KEYS))
+_STEP_KEYS_RE = FastRegex(re2.compile(b"|".join(STEP_KEYS)))  # is there any step keyword?
+_STEP_KEY_MAX = max(map(len, STEP_KEYS))
 _STEP_WINDOWS = (1 << 10, 8 << 10, 64 << 10, 512 << 10)  # then the rest of the data in one go
+
+
+def _has_step_key(data, lo: int, hi: int) -> bool:
+    """Whether data[lo:hi] holds a step keyword (STEP_KEYS, unrolled), for a line or two:
+    C-speed finds that stop at the first one (a step line's "tep" is a few bytes in)."""
+    return (data.find(b"tep", lo, hi) >= 0 or data.find(b"iter", lo, hi) >= 0
+            or data.find(b"Iter", lo, hi) >= 0 or data.find(b"it/s", lo, hi) >= 0)
 
 
 def _step_candidates(data: bytes, floor: int, pos: int):
@@ -282,7 +290,7 @@ def _step_candidates(data: bytes, floor: int, pos: int):
         if end - lo > _STEP_WINDOWS[0] and not _STEP_KEYS_RE.matches(data, lo, end):
             hi = lo
             continue
-        last = {key: data.rfind(key, lo, end) for key in _STEP_KEYS}
+        last = {key: data.rfind(key, lo, end) for key in STEP_KEYS}
         for key, at in last.items():
             while at >= hi:
                 at = data.rfind(key, lo, at)
@@ -457,14 +465,30 @@ class _Scanner:
     # per-rank file is usually its failure's, already parsed.
     _line_stamp = None
     _plain_line = False
-    _last_any = None  # (line start it was looked up for, step, prefix rank, raw line)
-    _step_keys_seen = False
+    # (line start it was looked up for, step, prefix rank, whether tail_steps' raw-bytes test
+    # accepts the line: True, or the raw line to test)
+    _last_any = None
+    _step_keys_seen = False  # a step keyword was seen in this piece
+    _unchecked = False  # a chunk before the current one was never looked at for keywords
+    _cur = None  # (buf, n) of the chunk being read (after the read: the last one)
+    _cur_checked = True
 
     def _no_step_anywhere(self) -> bool:
-        """True when the prefilter saw no step keyword in this input so far (only exact for a
-        piece that starts the input; presence needs the Hyperscan backend)."""
-        return (self.engine.has_step_presence and not self._step_keys_seen
-                and self.piece.start == 0)
+        """True when this input has no step keyword in what was read so far, so no step lookup
+        can find anything. Only for a piece that starts the input (nothing before it unread);
+        asked lazily, one look per chunk at most (`Engine.has_step_key`). An optimisation
+        only: False whenever it is not sure."""
+        if self._step_keys_seen or self.piece.start != 0 or not SHORTCUTS:
+            return False
+        if not self._cur_checked:
+            self._cur_checked = True
+            found = self.engine.has_step_key(*self._cur)
+            if found is None:
+                self._unchecked = True  # cannot tell: assume there may be steps
+            elif found:
+                self._step_keys_seen = True
+                return False
+        return not self._unchecked
 
     def _edge_stamp(self, data, first: bool, start: int = 0, end: int | None = None,
                     abs0: int | None = None):
@@ -491,7 +515,9 @@ class _Scanner:
                         return (known[2].key, known[2].iso)
                     known = None
             raw = bytes(data[ls:min(le, ls + 4096)])
-            text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r\n").rsplit("\r", 1)[-1]
+            text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r\n")
+            if "\r" in text:
+                text = text.rsplit("\r", 1)[-1]
             st = parse_timestamp(text[split_prefix(text).offset:], self.default_year)
             if st is not None:
                 return (st.key, st.iso)
@@ -513,12 +539,16 @@ class _Scanner:
             self._tail = (self._tail + bytes(buf[max(0, n - TAIL_BYTES):n]))[-TAIL_BYTES:]
         else:
             self._tail = bytes(buf[max(0, n - TAIL_BYTES):n])
+        if not self._cur_checked and not self._step_keys_seen:
+            self._unchecked = True
+        self._cur, self._cur_checked = (buf, n), False
         hits = self.engine.hits(buf, n)
-        if hits and self.engine.has_step_presence:
-            kinds0 = self.engine.pattern_kind
-            if any(kinds0[pid] == KIND_STEPKEY for _, pid in hits):
+        step_pid = self.engine.step_pid
+        if step_pid is not None and n > SMALL_CHUNK:  # the pass looked for step keywords too
+            self._cur_checked = True
+            if any(pid == step_pid for _, pid in hits):
                 self._step_keys_seen = True
-                hits = [h for h in hits if kinds0[h[1]] != KIND_STEPKEY]
+                hits = [h for h in hits if h[1] != step_pid]
         if not hits:
             return None
         kinds = self.engine.pattern_kind
@@ -535,16 +565,20 @@ class _Scanner:
             le = buf.find(b"\n", p + 1, n)
             if le < 0:
                 le = n
-            ids = {pid}
             i += 1
-            while i < nh and hits[i][0] <= le + 1:
-                ids.add(hits[i][1])
-                i += 1
+            if i < nh and hits[i][0] <= le + 1:  # several patterns hit this line
+                ids = {pid}
+                while i < nh and hits[i][0] <= le + 1:
+                    ids.add(hits[i][1])
+                    i += 1
+                want = {kinds[x] for x in ids}
+                rule_idx = sorted({owners[x] for x in ids if kinds[x] == KIND_RULE},
+                                  key=lambda r: (-self.rules[r].priority, r))
+            else:
+                want = (kinds[pid],)
+                rule_idx = (owners[pid],) if kinds[pid] == KIND_RULE else ()
             if ls == le:
                 continue
-            want = {kinds[x] for x in ids}
-            rule_idx = sorted({owners[x] for x in ids if kinds[x] == KIND_RULE},
-                              key=lambda r: (-self.rules[r].priority, r))
             self.res.candidates += 1
             self._line(buf, ls, le, p, base, history, line_base + index.line_of(ls) + 1,
                        rule_idx, want)
@@ -570,22 +604,27 @@ class _Scanner:
         text = strip_ansi(text)
         if cut:
             text = "…" + text + "…"
-        records: list[str] = []
-        for seg in text.split("\r"):
-            if not seg.strip():
+        records: list[tuple] = []  # (record, its prefix when already split)
+        for seg in (text.split("\r") if "\r" in text else (text,)):
+            if not seg or seg.isspace():
                 continue
-            lead = split_prefix(seg).offset  # "[default2]:[rank2]:" is one prefix, not two records
-            starts = [0] + find_record_starts(seg, max(lead, 1))
+            lead = split_prefix(seg)  # "[default2]:[rank2]:" is one prefix, not two records
+            inner = find_record_starts(seg, max(lead.offset, 1))
+            if not inner:
+                records.append((seg, lead))
+                continue
+            starts = [0] + inner
             for j, s in enumerate(starts):
                 e = starts[j + 1] if j + 1 < len(starts) else len(seg)
-                records.append(seg[s:e])
+                records.append((seg[s:e], None))
         self._plain_line = plain and len(records) == 1
         if cut and head is not None:
             pfx_head = split_prefix(strip_ansi(head.decode("utf-8", "replace")))
         else:
             pfx_head = None
-        for rec in records:
-            pfx = split_prefix(rec)
+        for rec, pfx in records:
+            if pfx is None:
+                pfx = split_prefix(rec)
             if pfx.rank is None and pfx_head is not None and pfx_head.rank is not None:
                 pfx = pfx_head.__class__(pfx_head.rank, pfx_head.host, pfx.offset, pfx_head.tag)
             msg = rec[pfx.offset:]
@@ -743,8 +782,7 @@ class _Scanner:
         if SHORTCUTS and pos > d0 and data[pos - 1] == 0x0A:
             nl = data.rfind(b"\n", d0, pos - 1)
             if nl >= 0 and nl + 1 >= floor:
-                line = data[nl + 1:pos - 1]
-                if _STEP_KEYS_RE.matches(line):
+                if _has_step_key(data, nl + 1, pos - 1):
                     found = self._step_line(data, nl + 1, pos - 1, base + ls)
                     if found is not None:
                         return (found, wstart + nl + 1 - d0)
@@ -771,11 +809,17 @@ class _Scanner:
         what tail_steps needs to take it as the input's last step line without reading it."""
         raw = bytes(data[start:min(end, start + 4096)])
         text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r")
-        text = text.rsplit("\r", 1)[-1]
+        if "\r" in text:
+            text = text.rsplit("\r", 1)[-1]
         pfx = split_prefix(text)
         st = parse_step(text[pfx.offset:])
         if st is not None:
-            self._last_any = (here, st, pfx.rank, raw)
+            # tail_steps takes a line whose raw bytes STEP_BYTES_RE matches. parse_step found
+            # one of the same shapes in the text, so a line of printable ASCII and tabs read as
+            # it is (no prefix) matches: str and bytes patterns agree on it (not on other
+            # control characters, \x1c is str whitespace). Any other line is tested there.
+            plain = pfx.offset == 0 and not raw.translate(None, _PLAIN_ASCII)
+            self._last_any = (here, st, pfx.rank, True if plain else raw)
         return st
 
     def tail_steps(self, tail: bytes) -> None:
@@ -792,8 +836,10 @@ class _Scanner:
         stop = floor
         if known is not None and single and self.piece.start == 0 and \
                 len(tail) == self._end_abs and len(tail) < TAIL_BYTES and \
-                STEP_BYTES_RE.search(known[3], 0, 4096) is not None:  # what this walk accepts
+                (known[3] is True or STEP_BYTES_RE.search(known[3], 0, 4096) is not None):
             stop = known[0]
+            if not _has_step_key(tail, stop, pos):
+                pos = stop  # nothing after the failure's lookup can be a step line
         else:
             known = None
         for cand in _step_candidates(tail, stop, pos):
