@@ -12,7 +12,7 @@ import pytest
 
 
 @pytest.mark.parametrize("args", [["playbooks", "list"], ["playbooks", "list", "--json"],
-                                  ["scan", "{log}", "--json"]])
+                                  ["scan", "{log}", "--json"], ["scan", "{log}"]])
 def test_closed_stdout_is_quiet(tmp_path, args):
     log = tmp_path / "rank_0.log"
     log.write_text("step 3 | loss 2.0\nRuntimeError: CUDA error: an illegal memory access was "

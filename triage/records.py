@@ -207,6 +207,7 @@ class Occurrence:
     source: SourceRef
     message: str
     count: int = 1  # lines of this signature on this rank
+    frames: tuple[Frame, ...] = ()  # the traceback that ended in the line, innermost last
 
 
 @dataclass(frozen=True)

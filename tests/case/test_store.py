@@ -56,18 +56,37 @@ def test_migrate_from_each_older_schema(tmp_path, upto):
     old = tmp_path / "old.db"
     with CaseStore.open(old, migrations_dir=old_dir) as store:
         if upto >= 1:  # the core tables exist: a run made by the older code must survive
-            from triage.case.ingest import record_run
-            record_run(store, scan_result(root=(SIG_NAN, 1, 5)), name="kept", content_hash="h")
+            _write_m001_run(store.conn)
     assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == (
         steps[upto - 1].version if upto else 0)
     with CaseStore.open(old) as store:
         assert store.schema_version == steps[-1].version
         if upto >= 1:
             assert [r.name for r in store.runs()] == ["kept"]
-            assert store.incidents()[0].root.signature == SIG_NAN
+            root = store.incidents()[0].root
+            assert (root.signature, root.rank, root.step, root.frames) == (SIG_NAN, 1, 5, ())
             assert store.integrity_check() == []
     CaseStore.open(tmp_path / "blank.db").close()
     assert _schema(old) == _schema(tmp_path / "blank.db")
+
+
+def _write_m001_run(conn) -> None:
+    """A failed run with one root-cause occurrence, written as the code of m001 wrote it (the
+    columns of m001 only: later migrations add tables and columns, and must keep it)."""
+    with conn:
+        conn.execute(
+            "INSERT INTO runs (name, content_hash, logs_hash, ingested_at, world_size,"
+            " steps_completed, gpu_steps, failed, n_inputs, n_ranks, n_occurrences)"
+            " VALUES ('kept', 'h', 'h', '2026-11-01T00:00:00', 2, 5, 10, 1, 0, 1, 1)")
+        conn.execute("INSERT INTO run_ranks (run_id, rank, host, last_step, exit_code, steps)"
+                     " VALUES (1, 1, 'node-1', 5, NULL, 5)")
+        conn.execute("INSERT INTO signatures (id, family, template, playbook)"
+                     " VALUES (?, 'nonfinite', 'loss is nan', NULL)", (SIG_NAN,))
+        conn.execute(
+            "INSERT INTO occurrences (run_id, signature, family, role, rank, host, step, time,"
+            " message, path, line, why, playbook, seq) VALUES (1, ?, 'nonfinite', 'root', 1,"
+            " 'node-1', 5, NULL, 'loss is nan', 'rank_1.log', 3, 'first failure', NULL, 0)",
+            (SIG_NAN,))
 
 
 def test_new_migration_file_is_picked_up(tmp_path):

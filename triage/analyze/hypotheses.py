@@ -292,7 +292,12 @@ def evidence_from_case(store) -> Evidence:
         steps = 0 if r.name in early and r.steps_completed is None else r.steps_completed
         runs.append(RunObs(r.name, float(r.gpu_steps), labels, host_steps, steps))
     incidents = []
+    frames: dict[str, set[str]] = {}
     for inc in store.incidents():
+        for o in (inc.root, *inc.symptoms, *inc.independent):
+            site = raise_site(o.frames)
+            if site is not None:
+                frames.setdefault(o.signature, set()).add(site)
         root = inc.root
         ident = inc.run if root.rank is None else f"{inc.run}:r{root.rank}"
         host = root.host
@@ -303,7 +308,19 @@ def evidence_from_case(store) -> Evidence:
                                      tuple(s for s in inc.signatures if s != root.signature),
                                      host, root.rank, step))
     titles = {s.id: f"{s.family}: {s.template}" for s in store.signatures()}
-    return Evidence(tuple(runs), tuple(incidents), {}, titles, notes)
+    return Evidence(tuple(runs), tuple(incidents),
+                    {sig: frozenset(sites) for sig, sites in frames.items()}, titles, notes)
+
+
+def raise_site(frames) -> str | None:
+    """Where a traceback was raised, as a frame key for the model: its innermost frame's file
+    name and function ("model.py:forward"). Only the innermost: outer frames (train.py:main,
+    the launcher's wrapper) are on every trace of a script, and would pull every signature
+    with a traceback together."""
+    if not frames:
+        return None
+    f = frames[-1]
+    return f"{f.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{f.function}"
 
 
 # -- the log ---------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from triage.case.meta import RUN_FILE, RunFile, find_run_file, load_run_file
+from triage.case.queries import frames_to_json
 from triage.case.store import CaseStore
 from triage.errors import CaseError, InputError
 from triage.records import Failure, ScanResult
@@ -268,10 +269,12 @@ def record_run(store: CaseStore, result: ScanResult, *, name: str, content_hash:
             new_sigs = conn.total_changes - before
             conn.executemany(
                 "INSERT INTO occurrences (run_id, signature, family, role, rank, host, step, time,"
-                " message, path, line, why, playbook, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " message, path, line, why, playbook, seq, frames)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(run_id, f.signature, f.family, f.role, f.rank,
                   rank_host.get(f.rank) or f.host, f.step, f.time,
-                  f.message, f.source.path, f.source.line, f.why, f.playbook, seq)
+                  f.message, f.source.path, f.source.line, f.why, f.playbook, seq,
+                  frames_to_json(f.frames))
                  for seq, f in enumerate(failures)])
     except _AlreadyThere as there:
         return _unchanged(store, there.found)
@@ -309,7 +312,8 @@ def _all_failures(result: ScanResult, sig_meta: dict) -> list[Failure]:
             time=o.time, message=o.message, source=o.source,
             role="symptom" if r == "root" else r, signature=o.signature,
             playbook=meta.playbook if meta else None,
-            why="same signature as a classified failure of this run"))
+            why="same signature as a classified failure of this run",
+            frames=o.frames))
     return failures
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from triage.records import Frame
+
 
 @dataclass(frozen=True)
 class RankInfo:
@@ -108,13 +110,16 @@ class Occurrence:
     line: int
     why: str
     playbook: str | None
+    frames: tuple[Frame, ...] = ()  # the traceback that ended in this line, innermost last
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run, "signature": self.signature, "family": self.family,
                 "role": self.role, "rank": self.rank, "host": self.host, "step": self.step,
                 "time": self.time, "message": self.message,
                 "source": {"path": self.path, "line": self.line}, "why": self.why,
-                "playbook": self.playbook}
+                "playbook": self.playbook,
+                "frames": [{"file": f.file, "function": f.function, "line": f.line}
+                           for f in self.frames]}
 
 
 @dataclass(frozen=True)

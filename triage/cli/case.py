@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from triage.cli.common import (add_plain_row, err, handle_errors, out, print_json, safe_text,
-                               want_progress, warn)
+                               stack_lines, want_progress, warn)
 
 CaseOpt = Annotated[Optional[Path], typer.Option(
     "--case", help="Case file (default: $TRIAGE_CASE, else .triage/case.db).", dir_okay=False)]
@@ -164,12 +164,19 @@ def show(
                 return
             out.print(f"{sig.id}  {sig.family}  ({sig.runs} run(s), root cause in {sig.root_runs})")
             out.print(f"  {safe_text(sig.template)}", markup=False)
+            shown: tuple = ()
             for o in occs:
                 out.print(f"\n{safe_text(o.run)}  rank {o.rank if o.rank is not None else '?'}  "
                           f"host {safe_text(o.host or '?')}  "
                           f"step {o.step if o.step is not None else '?'}  {o.role}", markup=False)
                 out.print(safe_text(f"  {o.path}:{o.line}: {o.message}"), markup=False,
                           soft_wrap=True)
+                if o.frames and o.frames == shown:
+                    out.print("  (the same stack as above)", markup=False)
+                elif o.frames:
+                    shown = o.frames
+                    for line in stack_lines(o.frames):
+                        out.print(safe_text(f"  {line}"), markup=False, soft_wrap=True)
 
 
 def timeline(

@@ -20,21 +20,45 @@ from rich.markup import escape
 from triage.errors import EXIT_INTERNAL, TriageError
 from triage.jsonout import write_json
 
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits 1 when the reader of stdout went away; triage leaves as every other
+        # command does then (141, as a shell reports SIGPIPE), quietly.
+        self.quiet = True
+        stdout_closed()
+
+
 # Results go to stdout; progress, warnings and errors go to stderr.
-out = Console(highlight=False, soft_wrap=False)
+out = _Stdout(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
+
+
+def _flush_stdout() -> None:
+    """Flush what the command printed while a broken pipe can still be told apart: a piped
+    stdout is block-buffered, so a short output meets a gone reader only when it is flushed,
+    which would otherwise be at exit, after this handler, where click turns it into exit 1."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
+    except (OSError, ValueError):
+        pass
 
 
 @contextmanager
 def handle_errors() -> Iterator[None]:
     try:
         yield
+        _flush_stdout()
     except TriageError as exc:
         err.print(f"[bold red]error:[/] {escape(safe_text(str(exc)))}", markup=True, highlight=False,
                   soft_wrap=True) \
             if err.is_terminal else print(f"error: {safe_text(str(exc))}", file=sys.stderr)
         raise typer.Exit(exc.exit_code)
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except typer.Exit:
+        _flush_stdout()  # a command that answered with a non-zero status (no culprit found)
+        raise
+    except (typer.Abort, KeyboardInterrupt):
         raise
     except BrokenPipeError:  # `triage ... | head`: the reader has all it wanted
         stdout_closed()
@@ -47,6 +71,21 @@ def handle_errors() -> Iterator[None]:
 
 
 EXIT_PIPE = 141  # what a shell reports for a command killed by SIGPIPE (cat, grep)
+
+
+def stack_lines(frames, limit: int = 8, short: bool = False) -> list[str]:
+    """A traceback's frames as Python prints them (outermost first, the raise site last), the
+    innermost `limit` of them; `short`: files by their last two path parts."""
+    out = []
+    if len(frames) > limit:
+        out.append(f"... {len(frames) - limit} outer frame(s)")
+    for f in frames[-limit:]:
+        file = f.file
+        if short and file.count("/") > 2:
+            file = ".../" + "/".join(file.rsplit("/", 2)[-2:])
+        where = f"{file}:{f.line}" if f.line is not None else file
+        out.append(f"at {where} in {f.function}")
+    return out
 
 
 def stdout_closed() -> None:

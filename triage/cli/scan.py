@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from triage.cli.common import (err, handle_errors, out, print_json, rank_ranges, safe_text,
-                               want_progress, warn)
+                               stack_lines, want_progress, warn)
 
 
 def register(app: typer.Typer) -> None:
@@ -108,6 +108,7 @@ def root_panel(rc, playbook=None) -> Panel:
         Text.assemble((rc.family, "bold red"), "  " + ", ".join(where)),
         Text(safe_text(rc.message), style="bold"),
         Text(f"{rc.source.path}:{rc.source.line}", style="cyan"),
+        *[Text(safe_text("  " + line), style="cyan") for line in stack_lines(rc.frames, 3, short=True)],
         Text("why: " + safe_text(rc.why), style="dim"),
     ]
     rule = None

@@ -147,7 +147,7 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
     # report), not for a `--json` scan that never prints them.
     occurrences = LazyTuple(lambda: (
         Occurrence(o.sig, o.rank, o.host, o.step, o.time,
-                   SourceRef(path_of[o.input_index], o.line_rel), o.message, o.count)
+                   SourceRef(path_of[o.input_index], o.line_rel), o.message, o.count, o.frames)
         for o in occs))
     ranks = LazyTuple(lambda: (
         RankState(r, hosts.get(r), rank_last.get(r), exits.get(r, (None, False))[0])
