@@ -177,7 +177,8 @@ class Engine:
         self._sets = sets
 
     def hits(self, buf, n: int) -> list[tuple[int, int]]:
-        """(end offset, pattern id) of every prefilter hit in buf[:n], in offset order."""
+        """(end offset, pattern id) of every prefilter hit in buf[:n], in offset order. Over
+        SMALL_CHUNK bytes (Hyperscan), the step-keyword pattern `step_pid` is among them, once."""
         out: list[tuple[int, int]] = []
         if n <= 0:
             return out
