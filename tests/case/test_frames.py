@@ -9,7 +9,7 @@ import sqlite3
 from typer.testing import CliRunner
 
 from triage.analyze.hypotheses import evidence_from_case, raise_site
-from triage.case.queries import frames_from_json
+from triage.case.records import frames_from_json
 from triage.case.store import CaseStore
 from triage.cli import app
 from triage.records import Frame

@@ -320,7 +320,8 @@ def raise_site(frames) -> str | None:
     if not frames:
         return None
     f = frames[-1]
-    return f"{f.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{f.function}"
+    name = f.file.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"{name}:{f.function}"
 
 
 # -- the log ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from triage.case.meta import RUN_FILE, RunFile, find_run_file, load_run_file
-from triage.case.queries import frames_to_json
+from triage.case.records import frames_to_json
 from triage.case.store import CaseStore
 from triage.errors import CaseError, InputError
 from triage.records import Failure, ScanResult

@@ -10,12 +10,10 @@ tens of thousands of occurrences, well under a second (see benchmarks/case_scale
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
-from triage.case.records import Incident, Occurrence, RankInfo, Run, Signature
+from triage.case.records import Incident, Occurrence, RankInfo, Run, Signature, frames_from_json
 from triage.errors import CaseError
-from triage.records import Frame
 
 _RUN_COLS = ("id, name, content_hash, ingested_at, world_size, seed, version, steps_completed,"
              " gpu_steps, seconds, failed, started, ended")
@@ -98,22 +96,6 @@ def exposure(conn: sqlite3.Connection, kind: str) -> dict[int, dict[str, int]]:
 def _occ(row: tuple) -> Occurrence:
     return Occurrence(*row[:-1], frames=frames_from_json(row[-1]))
 
-
-def frames_from_json(text: str | None) -> tuple[Frame, ...]:
-    """The `frames` column: a JSON array of [file, function, line]; anything else (NULL, or a
-    value this version cannot read) is no frames rather than an error."""
-    if not text:
-        return ()
-    try:
-        rows = json.loads(text)
-        return tuple(Frame(str(f), str(fn), ln if isinstance(ln, int) else None)
-                     for f, fn, ln in rows)
-    except (ValueError, TypeError):
-        return ()
-
-
-def frames_to_json(frames) -> str | None:
-    return json.dumps([[f.file, f.function, f.line] for f in frames]) if frames else None
 
 
 def occurrences(conn: sqlite3.Connection, *, signature: str | None = None,

@@ -21,6 +21,7 @@ Invariants
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -120,6 +121,25 @@ class Occurrence:
                 "playbook": self.playbook,
                 "frames": [{"file": f.file, "function": f.function, "line": f.line}
                            for f in self.frames]}
+
+
+def frames_to_json(frames) -> str | None:
+    """An occurrence's frames as the case stores them (`occurrences.frames`, m004): a JSON
+    array of [file, function, line]; NULL for none."""
+    return json.dumps([[f.file, f.function, f.line] for f in frames]) if frames else None
+
+
+def frames_from_json(text: str | None) -> tuple[Frame, ...]:
+    """The `frames` column read back; anything else (NULL, or a value this version cannot
+    read) is no frames rather than an error."""
+    if not text:
+        return ()
+    try:
+        rows = json.loads(text)
+        return tuple(Frame(str(f), str(fn), ln if isinstance(ln, int) else None)
+                     for f, fn, ln in rows)
+    except (ValueError, TypeError):
+        return ()
 
 
 @dataclass(frozen=True)

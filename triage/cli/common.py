@@ -20,6 +20,7 @@ from rich.markup import escape
 from triage.errors import EXIT_INTERNAL, TriageError
 from triage.jsonout import write_json
 
+
 class _Stdout(Console):
     def on_broken_pipe(self) -> None:
         # rich exits 1 when the reader of stdout went away; triage leaves as every other

@@ -108,7 +108,8 @@ def root_panel(rc, playbook=None) -> Panel:
         Text.assemble((rc.family, "bold red"), "  " + ", ".join(where)),
         Text(safe_text(rc.message), style="bold"),
         Text(f"{rc.source.path}:{rc.source.line}", style="cyan"),
-        *[Text(safe_text("  " + line), style="cyan") for line in stack_lines(rc.frames, 3, short=True)],
+        *[Text(safe_text("  " + line), style="cyan")
+          for line in stack_lines(rc.frames, 3, short=True)],  # where it was raised
         Text("why: " + safe_text(rc.why), style="dim"),
     ]
     rule = None
