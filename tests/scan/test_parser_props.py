@@ -197,6 +197,50 @@ def test_parse_step_never_raises(text):
     assert got is None or got >= 0
 
 
+def _ref_parse_step(text):
+    """parse_step as first written: each shape's regex over the whole line, in order."""
+    from triage.parse.steps import _STEP_RES
+
+    for rx in _STEP_RES:
+        m = rx.search(text)
+        if m is not None:
+            return int(m.group(1))
+    return None
+
+
+_STEP_BITS = st.sampled_from(["step", "Step", "global_step", "iter", "iteration", "Iteration",
+                              "tep", "ter", "/", " [", "[0", " ", "|", "=", ":", "\t", "\x1c",
+                              "\u0663", ".", ",", "x", "_", "0", "7", "12", "99999", "it/s"])
+
+
+_STEP_NEAR_MISS = st.tuples(
+    st.lists(st.one_of(_STEP_BITS, st.text(max_size=3)), max_size=6).map("".join),
+    st.sampled_from(["step", "Step", "global_step", "iter", "iteration", "Iteration", "12", " 3"]),
+    st.sampled_from(["=", ":", " ", "  ", "= ", "", "/", "\t", "\x1c"]),
+    st.sampled_from(["5", "12", "0.5", "7,", "40/90 [0", "\u0663", "x"]),
+    st.lists(_STEP_BITS, max_size=6).map("".join)).map("".join)
+
+
+_DIGITS = st.integers(1, 13).flatmap(lambda n: st.text("0123456789", min_size=n, max_size=n))
+_TQDM_NEAR_MISS = st.tuples(
+    st.sampled_from(["", "step 3 ", "x", "a|", "iter 2 and "]),
+    st.sampled_from(["", " ", "|", "x", "\t"]), _DIGITS, st.sampled_from(["/", "//", "/x"]),
+    _DIGITS, st.sampled_from([" [0", " [", "[0", " [a"])).map("".join)
+_SHAPES_IN_ORDER = st.permutations(["step 3 ", "iteration 5/9 ", " 7/8 [0 ", "global_step=4 "]
+                                   ).map("".join)
+
+
+@FAST
+@given(st.one_of(st.lists(st.one_of(_STEP_BITS, st.text(max_size=3)), max_size=30).map("".join),
+                 _STEP_NEAR_MISS, _TQDM_NEAR_MISS, _SHAPES_IN_ORDER))
+@example("x 123456789012/5 [0")  # each shape's literal as far in as its regex allows
+@example("ab global_step=4")
+@example("step 3 iteration 5/9")
+def test_parse_step_matches_the_plain_regex_loop(text):
+    """The prechecks and the search start (just before each shape's literal) change nothing."""
+    assert parse_step(text) == _ref_parse_step(text)
+
+
 def test_parse_step_ignores_slurm_step_ids():
     assert parse_step("slurmstepd: error: *** STEP 48213.0 ON gpu-a03 CANCELLED AT 2026-11-23T02:14:41 ***") is None
 

@@ -50,12 +50,25 @@ def parse_step_bytes(buf, start: int, end: int) -> int | None:
 
 def parse_step(text: str) -> int | None:
     """The training step a line reports, or None."""
-    # Each shape needs its literal: "iteration N/M", a step or iter keyword (all contain "tep"
-    # or "ter"), "N/M [": a regex runs only on a line that has it, first shape first.
-    if "iteration" in text and (m := _STEP_RES[0].search(text)) is not None:
+    # Each shape needs its literal: "iteration N/M", a step or iter keyword (each contains
+    # "tep" or "ter", at most 8 characters in: global_step), "N/M [" (the "/" at most 13 in).
+    # A regex runs only on a line that has it, from just before its first occurrence (the same
+    # first match: a search from `pos` still sees the characters before it for \b), first
+    # shape first.
+    k = text.find("iteration")
+    if k >= 0 and (m := _STEP_RES[0].search(text, k)) is not None:
         return int(m.group(1))
-    if ("tep" in text or "ter" in text) and (m := _STEP_RES[1].search(text)) is not None:
+    k = _first(text.find("tep"), text.find("ter"))
+    if k >= 0 and (m := _STEP_RES[1].search(text, max(0, k - 8))) is not None:
         return int(m.group(1))
-    if "/" in text and (m := _STEP_RES[2].search(text)) is not None:
+    k = text.find("/")
+    if k >= 0 and (m := _STEP_RES[2].search(text, max(0, k - 13))) is not None:
         return int(m.group(1))
     return None
+
+
+def _first(a: int, b: int) -> int:
+    """The smaller of two str.find results, -1 when neither was found."""
+    if a < 0:
+        return b
+    return a if b < 0 or a < b else b
