@@ -48,6 +48,9 @@ class Stamp(NamedTuple):
     has_year: bool = True
 
 
+_new_stamp = tuple.__new__  # Stamp(...) without the named tuple's Python-level __new__
+
+
 _DAYS: dict[tuple[int, int, int], float | None] = {}  # (y, mo, d) -> epoch of midnight, or None
 
 
@@ -82,21 +85,24 @@ def _build(y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None,
         return None
     s = min(s, 59)
     base, head = got
-    iso = f"{head}{s:02d}"
     key = base + s
     if frac:
         frac6 = (frac + "000000")[:6]
-        iso += "." + frac6
+        iso = f"{head}{s:02d}.{frac6}"
         key += int(frac6) / 1e6
-    if tz and tz != "Z":
+    else:
+        iso = f"{head}{s:02d}"
+    if not tz:
+        return _new_stamp(Stamp, (iso, key, end, has_year))
+    if tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
         offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
         key -= offset
         iso += f"{tz[0]}{digits[:2]}:{digits[2:]}"
-    elif tz == "Z":
+    else:
         iso += "Z"
-    return Stamp(iso, key, end, has_year)
+    return _new_stamp(Stamp, (iso, key, end, has_year))
 
 
 def parse_timestamp(text: str, default_year: int = 1970) -> Stamp | None:
