@@ -56,3 +56,25 @@ _flat = st.dictionaries(st.sampled_from(["path", "bytes", "lines", 7, None]), _s
 def test_lists_of_records(rows):
     """Lists of dicts take their own path (cached key texts): the same text still."""
     assert dumps({"inputs": rows}) == json.dumps({"inputs": rows}, indent=2, ensure_ascii=False)
+
+
+_row_keys = st.lists(st.sampled_from(["path", "bytes", "lines", "a%s", "%", "é", "{x}"]),
+                     unique=True, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_row_keys.flatmap(lambda keys: st.tuples(
+    st.just(keys),
+    st.lists(st.tuples(*[_scalars | st.lists(st.integers(), max_size=2) for _ in keys])
+             | st.tuples(*[_scalars for _ in keys[:-1]]), max_size=6))))
+def test_rows_encode_as_their_dicts(keys_rows):
+    """Rows (tuples under one key tuple) give the text of the list of dicts they stand for,
+    rows with containers or missing values included."""
+    from triage.jsonout import Rows
+
+    keys, tuples = keys_rows
+    as_dicts = [dict(zip(keys, t)) for t in tuples]
+    rows = Rows(tuple(keys), tuples)
+    assert dumps({"inputs": rows, "n": 1}) == json.dumps({"inputs": as_dicts, "n": 1},
+                                                         indent=2, ensure_ascii=False)
+    assert list(rows) == as_dicts and rows == as_dicts and len(rows) == len(as_dicts)

@@ -262,10 +262,19 @@ class ScanResult:
         except ValueError:
             return None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, rows: bool = False) -> dict[str, Any]:
+        """The triage.scan/1 object. With `rows`, "inputs" is a `triage.jsonout.Rows` (the
+        same records, encoded by `write_json` without a dict per input)."""
+        if rows:
+            from triage.jsonout import Rows
+
+            inputs: Any = Rows(("path", "bytes", "lines"),
+                               [(i.path, i.bytes, i.lines) for i in self.inputs])
+        else:
+            inputs = [i.to_json() for i in self.inputs]
         return {
             "schema": SCAN_SCHEMA,
-            "inputs": [i.to_json() for i in self.inputs],
+            "inputs": inputs,
             "root_cause": self.root_cause.to_json() if self.root_cause else None,
             "failures": [f.to_json() for f in self.failures],
             "signatures": [s.to_json() for s in self.signatures],

@@ -52,6 +52,17 @@ _FAILURES = [
     "2026-11-23 02:14:{s:02d},500 ERROR trainer: loss is nan at step {n}",
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
     "[rank{r}]: RuntimeError: NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled system error",
+    # shapes for the line plans (triage.parse.blind): a host before the tag, torchrun's tag
+    # before torch's, an srun label, two records on one line, a caseless rule, rules whose
+    # patterns name digits (never planned), an elastic block line
+    "node-{r}: [rank{r}]: RuntimeError: CUDA error: an illegal memory access was encountered",
+    "[default{r}]:[rank{n}]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {n}.00 MiB",
+    "{r}: RuntimeError: CUDA error: an illegal memory access was encountered",
+    "[rank{r}]: step {n} [rank{s}]: RuntimeError: CUDA error: an illegal memory access was encountered",
+    "[rank{r}]: LOSS IS NAN at iteration {n}",
+    "torch.distributed.elastic.multiprocessing.api: [ERROR] failed (exitcode: {r}) local_rank: {s} (pid: {n}) of binary: python",
+    "OSError: [Errno 28] No space left on device: '/ckpt/step_{n}.pt'",
+    "  exitcode  : -{s} (pid: {n})",
 ]
 _OTHER = ["INFO data loader ready", "", "Traceback (most recent call last):",
           '  File "train.py", line 12, in <module>', "NCCL INFO Bootstrap : Using eth0",

@@ -147,6 +147,11 @@ def test_streaming_many_files_identical(tmp_path, small_pieces, monkeypatch):
     one = scan([d], jobs=1)
     streamed = scan([d], jobs=2)
     assert _full(one) == _full(streamed)
+    # what `triage scan --json` prints (inputs as rows) is the text of the plain object
+    from triage.jsonout import dumps
+
+    assert dumps(streamed.to_json(rows=True)) == json.dumps(streamed.to_json(), indent=2,
+                                                             ensure_ascii=False)
     assert scanmod._streams(scanmod.expand([str(d)]), 2, None)
     assert {r.rank for r in one.ranks} >= set(range(8))
 

@@ -35,21 +35,29 @@ class FastRegex:
     def groups(self, data: bytes) -> dict[str, str] | None:
         """None if the pattern does not match the UTF-8 `data`; else the named groups that
         took part in the match (decoded, invalid bytes replaced)."""
-        rx = self._rx
-        if rx is None:
+        if self._rx is None:
             m = self.public.search(data.decode("utf-8", "replace"))
             if m is None:
                 return None
             return {k: v for k, v in m.groupdict().items() if v is not None}
+        got = self.spans(data)
+        if got is None:
+            return None
+        return {name: data[s:e].decode("utf-8", "replace") for name, s, e in got}
+
+    @property
+    def native(self) -> bool:
+        return self._rx is not None
+
+    def spans(self, data: bytes) -> list[tuple[str, int, int]] | None:
+        """`groups` as byte spans of `data`: [(name, start, end)] in the same order, or None.
+        Only where the binding is there (`native`)."""
+        rx = self._rx
         spans = rx.Match(_UNANCHORED, data, 0, len(data))
         if spans[0][0] < 0:
             return None
-        out = {}
-        for name, idx in self._names:
-            s, e = spans[idx]
-            if s >= 0:
-                out[name] = data[s:e].decode("utf-8", "replace")
-        return out
+        return [(name, spans[idx][0], spans[idx][1]) for name, idx in self._names
+                if spans[idx][0] >= 0]
 
     def matches(self, data: bytes, pos: int = 0, endpos: int | None = None) -> bool:
         """Whether the pattern matches somewhere in data[pos:endpos]."""

@@ -171,6 +171,11 @@ class Rule:
         `text` may be str or UTF-8 bytes (what the scanner has in hand); the answer is the same.
         """
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        if self.native:
+            got = self.search_spans(data)
+            if got is None:
+                return None
+            return {name: data[s:e].decode("utf-8", "replace") for name, s, e in got}
         any_re, all_re, none_re = self._compiled
         groups: dict[str, str] = {}
         for rx in any_re:
@@ -190,6 +195,42 @@ class Rule:
             if rx.matches(data):
                 return None
         return groups
+
+    def search_spans(self, data: bytes) -> list[tuple[str, int, int]] | None:
+        """`search` on UTF-8 bytes as spans: [(group, start, end)] in the order `search`'s dict
+        has them, or None. Only for a `native` rule."""
+        any_re, all_re, none_re = self._compiled
+        for rx in any_re:
+            got = rx.spans(data)
+            if got is not None:
+                break
+        else:
+            return None
+        for rx in all_re:
+            more = rx.spans(data)
+            if more is None:
+                return None
+            for item in more:
+                if all(item[0] != have[0] for have in got):
+                    got.append(item)
+        for rx in none_re:
+            if rx.matches(data):
+                return None
+        return got
+
+    @functools.cached_property
+    def native(self) -> bool:
+        """Whether every pattern runs through the RE2 binding (so `search_spans` works)."""
+        return all(rx.native for group in self._compiled for rx in group)
+
+    @functools.cached_property
+    def digit_blind(self) -> bool:
+        """Whether every pattern of the rule treats all digits alike (triage.parse.blind): then
+        the rule matches a line exactly when it matches the line with its digits masked, at the
+        same spans."""
+        from triage.parse.blind import digit_blind
+
+        return self.native and all(digit_blind(p) for p in (*self.any, *self.all, *self.none))
 
     def prefilter_patterns(self) -> tuple[str, ...]:
         """The `any` patterns with every group non-capturing and no inline flags.

@@ -89,34 +89,44 @@ def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
 
 
-def _rank_of(m: re.Match) -> int | None:
+def _rank_span(m: re.Match) -> tuple[int, int] | None:
     for g in ("r1", "r2", "r3", "r4"):
-        v = m.group(g)
-        if v is not None:
-            return int(v)
+        if m.start(g) >= 0:
+            return m.span(g)
     return None
 
 
-def split_prefix(line: str) -> Prefix:
-    """Peel launcher prefixes off one line (ANSI codes already stripped)."""
+def prefix_spans(line: str) -> tuple:
+    """split_prefix as spans: (rank span or None, host span or None, message offset, tag start,
+    tag end). Every pattern here is digit-blind (triage.parse.blind, tested), so a line and its
+    digit-masked copy give the same spans."""
     m = _LEAD_RE.match(line)
     if m is None:
         q = _QUOTE_RE.match(line)
-        return Prefix(None, None, q.end(), "") if q else NO_PREFIX
-    rank = _rank_of(m)
+        return (None, None, q.end() if q else 0, 0, 0)
+    rank = _rank_span(m)
     end = m.end()
     # torchrun --tee in front of torch's own [rankN]: prefix: "[default3]:[rank3]: ..."
     m2 = _INNER_RE.match(line, end)
     if m2 is not None:
-        inner = _rank_of(m2)
-        if m.group("r2") is not None and inner is not None:
+        inner = _rank_span(m2)
+        if m.start("r2") >= 0 and inner is not None:
             rank = inner  # [rankN] is the global rank; [defaultN] only the local one
         end = m2.end()
-    tag_start = m.start("host") if m.group("host") else _tag_start(m)
-    tag = line[tag_start:m.end()]
+    host = m.span("host") if m.group("host") else None
+    tag_start = host[0] if host else _tag_start(m)
     if end < len(line) and line[end] == " ":
         end += 1
-    return Prefix(rank, m.group("host"), end, tag)
+    return (rank, host, end, tag_start, m.end())
+
+
+def split_prefix(line: str) -> Prefix:
+    """Peel launcher prefixes off one line (ANSI codes already stripped)."""
+    rank, host, end, ts, te = prefix_spans(line)
+    if te == 0:
+        return Prefix(None, None, end, "") if end else NO_PREFIX
+    return Prefix(int(line[rank[0]:rank[1]]) if rank else None,
+                  line[host[0]:host[1]] if host else None, end, line[ts:te])
 
 
 def _tag_start(m: re.Match) -> int:

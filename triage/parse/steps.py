@@ -50,6 +50,13 @@ def parse_step_bytes(buf, start: int, end: int) -> int | None:
 
 def parse_step(text: str) -> int | None:
     """The training step a line reports, or None."""
+    span = step_span(text)
+    return None if span is None else int(text[span[0]:span[1]])
+
+
+def step_span(text: str) -> tuple[int, int] | None:
+    """Where in `text` the step number parse_step reads is (digit-blind: the same span for
+    the line with its digits masked), or None."""
     # Each shape needs its literal: "iteration N/M", a step or iter keyword (each contains
     # "tep" or "ter", at most 8 characters in: global_step), "N/M [" (the "/" at most 13 in).
     # A regex runs only on a line that has it, from just before its first occurrence (the same
@@ -57,13 +64,13 @@ def parse_step(text: str) -> int | None:
     # shape first.
     k = text.find("iteration")
     if k >= 0 and (m := _STEP_RES[0].search(text, k)) is not None:
-        return int(m.group(1))
+        return m.span(1)
     k = _first(text.find("tep"), text.find("ter"))
     if k >= 0 and (m := _STEP_RES[1].search(text, max(0, k - 8))) is not None:
-        return int(m.group(1))
+        return m.span(1)
     k = text.find("/")
     if k >= 0 and (m := _STEP_RES[2].search(text, max(0, k - 13))) is not None:
-        return int(m.group(1))
+        return m.span(1)
     return None
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from triage import cache
 from triage.classify.playbook import Playbook
@@ -74,6 +74,8 @@ class Engine:
     _step_db: object = None
     _step_scratch: object = None
     step_pid: int | None = None  # the id of the step-keyword pattern in `_db`
+    # Line plans of this engine's rules, by (digit-masked line, rule ids): triage.scan.worker.
+    plans: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, playbook: Playbook, backend: str | None = None) -> "Engine":

@@ -38,11 +38,12 @@ from typing import BinaryIO, Callable, NamedTuple
 
 from triage.classify.fastre import FastRegex
 from triage.classify.signature import signature_id, template
-from triage.ingest.discover import KIND_ERROR_JSON, KIND_GZ, KIND_STDIN, InputSpec
+from triage.ingest.discover import KIND_ERROR_JSON, KIND_GZ, KIND_LOG, KIND_STDIN, InputSpec
 from triage.parse.elastic import parse_block, parse_error_file
-from triage.parse.prefix import find_record_starts, split_prefix, strip_ansi
+from triage.parse.blind import MASK
+from triage.parse.prefix import find_record_starts, prefix_spans, split_prefix, strip_ansi
 from triage.parse.runinfo import parse_world_size
-from triage.parse.steps import STEP_BYTES_RE, parse_step
+from triage.parse.steps import STEP_BYTES_RE, parse_step, step_span
 from triage.parse.timestamps import parse_timestamp
 from triage.parse.traceback import chained_before, frames_backward, frames_from_callstack
 from triage.scan.engine import (KIND_EXIT, KIND_RULE, KIND_WORLD, SMALL_CHUNK, STEP_KEYS, Engine,
@@ -112,7 +113,8 @@ WINDOW = 4096
 BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
 TAIL_BYTES = 4 << 20  # the end of an input read for every rank's last step
 ERROR_FILE_MAX = 16 << 20
-_NO_TAG = split_prefix("")
+_NO_PLAN = object()
+_STEP_PLANS: dict = {}  # digit-masked step-line candidate -> (rank span, step span, plain)
 _DATED_RE = re.compile(rb"\b(\d{4})-[01]\d-[0-3]\d[T _][0-2]\d:[0-5]\d")  # a stamp with a year
 _BLOCK_LINE_RE = re.compile(r"^\s*(?:exitcode|traceback|error_file)\s*:")
 
@@ -321,11 +323,13 @@ def _buffer() -> bytearray:
 class _Scanner:
     """State of one piece while it is read."""
 
-    def __init__(self, engine: Engine, piece: Piece, progress: Callable[[int], None] | None):
+    def __init__(self, engine: Engine, piece: Piece, progress: Callable[[int], None] | None,
+                 into: PieceResult | None = None):
         self.engine = engine
         self.piece = piece
         self.spec = piece.spec
-        self.res = PieceResult(piece.spec.index, piece.start)
+        self.res = PieceResult(piece.spec.index, piece.start) if into is None else \
+            _Into(piece.spec.index, into)
         self._step_cache: dict = {}  # tag -> (absolute line start, step) of the last lookup
         self.default_year = _year_of(piece.spec)
         self.progress = progress
@@ -585,6 +589,20 @@ class _Scanner:
         return index
 
     def _line(self, buf, ls, le, hit_pos, base, history, line_no, rule_idx, want) -> None:
+        if SHORTCUTS and le - ls <= 4096 and type(rule_idx) is tuple and len(rule_idx) == 1:
+            raw = bytes(buf[ls:le])
+            if raw.isascii() and b"\x1b" not in raw and b"\r" not in raw:
+                plans = self.engine.plans
+                key = (raw.translate(MASK), rule_idx[0])
+                plan = plans.get(key, _NO_PLAN)
+                if plan is _NO_PLAN:
+                    plan = self._plan(raw.decode("ascii"), rule_idx[0])
+                    if len(plans) > 4096:
+                        plans.clear()
+                    plans[key] = plan
+                if plan is not None:
+                    self._planned(plan, raw.decode("ascii"), buf, ls, base, history, line_no)
+                    return
         cut = False
         if le - ls > LONG_LINE:
             a = max(ls, hit_pos - WINDOW)
@@ -646,19 +664,61 @@ class _Scanner:
                     if exit_rec.host:
                         self.res.hosts.setdefault(exit_rec.rank, exit_rec.host)
             if rule_idx:
-                self._classify(msg, rec, rank, pfx, rule_idx, exit_rec, buf, ls, base, history,
-                               line_no)
+                self._classify(msg, rec, rank, pfx.host, pfx.tag, rule_idx, exit_rec, buf, ls,
+                               base, history, line_no)
 
-    def _classify(self, msg, rec, rank, pfx, rule_idx, exit_rec, buf, ls, base, history, line_no):
-        rule = fields = None
-        for r in rule_idx:
-            got = self.rules[r].search(msg)
-            if got is not None:
-                rule, fields = self.rules[r], got
-                break
-        if rule is None:
+    # Line plans. A plain ASCII hit line of one rule's pattern is parsed once per shape: what
+    # _line and _classify derive from its structure (prefix spans, no inner records, no elastic
+    # block, the rule's match and group spans, where a stated step is, whether it is an
+    # exception line) depends only on the line with its digits masked, because every pattern
+    # involved is digit-blind (triage.parse.blind; the rule's own patterns are checked when the
+    # plan is made, the scanner's are checked by a test). Values (rank, fields, the step, the
+    # timestamp) are read from the line itself at those spans. A plan is None where the line
+    # needs the general path (then every line of that shape takes it).
+    def _plan(self, text: str, r: int):
+        rank_sp, host_sp, off, ts, te = prefix_spans(text)
+        if not text or text.isspace() or find_record_starts(text, max(off, 1)):
+            return None
+        msg = text[off:]
+        rule = self.rules[r]
+        if _BLOCK_LINE_RE.match(msg) or not rule.digit_blind:
+            return None
+        found = rule.search_spans(msg.encode("ascii"))
+        return (rank_sp, host_sp, off, ts, te, r, found,
+                step_span(msg) if found is not None else None,
+                looks_like_exception(msg) if found is not None else False)
+
+    def _planned(self, plan, text: str, buf, ls, base, history, line_no) -> None:
+        rank_sp, host_sp, off, ts, te, r, found, step_sp, exc = plan
+        self._plain_line = True
+        rank = int(text[rank_sp[0]:rank_sp[1]]) if rank_sp is not None else self.spec.rank_hint
+        host = text[host_sp[0]:host_sp[1]] if host_sp is not None else None
+        if rank is not None:
+            self.res.ranks.add(rank)
+            if host:
+                self.res.hosts.setdefault(rank, host)
+        if found is None:
             return
-        host = pfx.host
+        msg = text[off:]
+        self._classify(msg, text, rank, host, text[ts:te], (r,), None, buf, ls, base, history,
+                       line_no, found=(self.rules[r], {k: msg[a:b] for k, a, b in found}),
+                       step_sp=step_sp, exc=exc)
+
+    def _classify(self, msg, rec, rank, host, tag, rule_idx, exit_rec, buf, ls, base, history,
+                  line_no, found=None, step_sp=False, exc=None):
+        """An occurrence from a hit record. `found`, `step_sp` and `exc`, from a line plan, stand
+        for the rule search, step_span(msg) and looks_like_exception(msg)."""
+        if found is not None:
+            rule, fields = found
+        else:
+            rule = fields = None
+            for r in rule_idx:
+                got = self.rules[r].search(msg)
+                if got is not None:
+                    rule, fields = self.rules[r], got
+                    break
+            if rule is None:
+                return
         stamp = parse_timestamp(msg, self.default_year)
         if stamp is not None and self._plain_line:
             self._line_stamp = (base + ls, None if stamp.has_year else self.default_year, stamp)
@@ -677,7 +737,7 @@ class _Scanner:
         if rank is None and "rank" in fields and fields["rank"].isdigit():
             rank = int(fields["rank"])
         if fields.get("culprit", "").isdigit():  # another rank reports this rank's failure
-            rank, pfx = int(fields["culprit"]), _NO_TAG
+            rank, tag = int(fields["culprit"]), ""
         host = fields.get("host") or host
         if rank is not None and fields.get("host"):
             self.res.hosts.setdefault(rank, fields["host"])  # "srun: error: node-7: task 3: ..."
@@ -693,18 +753,22 @@ class _Scanner:
             return
         step_from_line = False
         step = None
+        if step_sp is False:
+            step_sp = step_span(msg)
+        if exc is None:
+            exc = looks_like_exception(msg)
         if "step" in fields and fields["step"].isdigit():
             step, step_from_line = int(fields["step"]), True
-        elif (stated := parse_step(msg)) is not None:
-            step, step_from_line = stated, True  # "loss is nan at step 12": the error states it
+        elif step_sp is not None:  # "loss is nan at step 12": the error states it
+            step, step_from_line = int(msg[step_sp[0]:step_sp[1]]), True
         else:
-            step = self._step_before(buf, ls, base, history, pfx.tag)
+            step = self._step_before(buf, ls, base, history, tag)
         frames: tuple = ()
         chained = False
-        need_back = not own_stamp or looks_like_exception(msg)
+        need_back = not own_stamp or exc
         if need_back:
-            back = list(self._back_lines(buf, ls, history, pfx.tag, BACK_LINES * 4))
-            if looks_like_exception(msg):
+            back = list(self._back_lines(buf, ls, history, tag, BACK_LINES * 4))
+            if exc:
                 info = frames_backward(back)
                 frames = info.frames
                 chained = chained_before(back) if info.found else info.chained
@@ -808,6 +872,26 @@ class _Scanner:
         or None. A hit is remembered for tail_steps: the nearest step line before `here`, and
         what tail_steps needs to take it as the input's last step line without reading it."""
         raw = bytes(data[start:min(end, start + 4096)])
+        if SHORTCUTS and raw.isascii() and b"\x1b" not in raw and b"\r" not in raw:
+            # A plan per shape, as for hit lines: the prefix and step spans are digit-blind.
+            key = raw.translate(MASK)
+            plan = _STEP_PLANS.get(key)
+            if plan is None:
+                text = raw.decode("ascii")
+                rank_sp, _h, off, _ts, _te = prefix_spans(text)
+                sp = step_span(text[off:])
+                plan = (rank_sp, None if sp is None else (off + sp[0], off + sp[1]),
+                        off == 0 and not raw.translate(None, _PLAIN_ASCII))
+                if len(_STEP_PLANS) > 4096:
+                    _STEP_PLANS.clear()
+                _STEP_PLANS[key] = plan
+            rank_sp, sp, plain = plan
+            if sp is None:
+                return None
+            st = int(raw[sp[0]:sp[1]])
+            rank = int(raw[rank_sp[0]:rank_sp[1]]) if rank_sp is not None else None
+            self._last_any = (here, st, rank, True if plain else raw)
+            return st
         text = strip_ansi(raw.decode("utf-8", "replace")).rstrip("\r")
         if "\r" in text:
             text = text.rsplit("\r", 1)[-1]
@@ -1002,16 +1086,65 @@ def scan_unit(engine: Engine, pieces, progress: Callable[[int], None] | None = N
     if len(pieces) == 1:
         return [scan_piece(engine, pieces[0], progress)]
     acc: PieceResult | None = None
+    last = -1
     for piece in pieces:
         assert piece.start == 0 and piece.end is None, "only whole files are batched"
-        r = scan_piece(engine, piece, progress)
+        assert piece.spec.index > last, "a batch is in input order"
+        last = piece.spec.index
         if acc is None:
-            acc = PieceResult(r.input_index, 0)
+            acc = PieceResult(piece.spec.index, 0)
+        if SHORTCUTS and piece.spec.kind == KIND_LOG:
+            # A plain file scans straight into the batch's tables (_Into): the fold's answer
+            # without a result per file to build and fold (files come in input order, so an
+            # occurrence already in the batch is always the earlier one).
+            r = _Scanner(engine, piece, progress, into=acc).run()
+            _fold_rest(acc, r)
+        else:  # gzip and error files keep their own result (an error file sets its occurrence)
+            r = scan_piece(engine, piece, progress)
+            fold_into(acc, r)
         acc.parts.extend((r.input_index, r.lines, r.bytes))
         acc.lines += r.lines
         acc.bytes += r.bytes
-        fold_into(acc, r)
     return [acc] if acc is not None else []
+
+
+class _Into:
+    """A file's result whose tables are the batch's own (occurrences, ranks, hosts, exits,
+    warnings: what folding would add to the batch's, in the same order). What is the file's
+    alone (lines, bytes, stamps, the last step of each rank, counts) stays here for `_fold_rest`."""
+
+    start = 0
+    lines = 0
+    bytes = 0
+    max_step = None
+    world_size = None
+    candidates = 0
+    first_stamp = None
+    last_stamp = None
+
+    def __init__(self, index: int, acc: PieceResult):
+        self.input_index = index
+        self.occs, self.ranks, self.hosts = acc.occs, acc.ranks, acc.hosts
+        self.exits, self.warnings = acc.exits, acc.warnings
+        self.rank_steps = {}
+
+
+def _fold_rest(acc: PieceResult, r: _Into) -> None:
+    """fold_into for what an _Into result kept to itself."""
+    if r.rank_steps:
+        steps = acc.rank_steps
+        for rk, st in r.rank_steps.items():
+            if rk not in steps or st > steps[rk]:
+                steps[rk] = st
+    if r.max_step is not None and (acc.max_step is None or r.max_step > acc.max_step):
+        acc.max_step = r.max_step
+    if r.world_size is not None and (acc.world_size is None or r.world_size > acc.world_size):
+        acc.world_size = r.world_size
+    acc.candidates += r.candidates
+    if r.first_stamp is not None and (acc.first_stamp is None or r.first_stamp < acc.first_stamp):
+        acc.first_stamp = r.first_stamp
+    if r.last_stamp is not None and (acc.last_stamp is None or r.last_stamp > acc.last_stamp):
+        acc.last_stamp = r.last_stamp
 
 
 def fold_into(acc: PieceResult, r: PieceResult) -> None:
@@ -1031,25 +1164,13 @@ def fold_into(acc: PieceResult, r: PieceResult) -> None:
             occs[key] = occ
         else:
             prev.count += occ.count
-    steps = acc.rank_steps
-    for rk, st in r.rank_steps.items():
-        if rk not in steps or st > steps[rk]:
-            steps[rk] = st
-    if r.max_step is not None and (acc.max_step is None or r.max_step > acc.max_step):
-        acc.max_step = r.max_step
     for rk, h in r.hosts.items():
         acc.hosts.setdefault(rk, h)
     for rk, ex in r.exits.items():
         acc.exits.setdefault(rk, ex)
     acc.ranks |= r.ranks
-    if r.world_size is not None and (acc.world_size is None or r.world_size > acc.world_size):
-        acc.world_size = r.world_size
     acc.warnings.extend(r.warnings)
-    acc.candidates += r.candidates
-    if r.first_stamp is not None and (acc.first_stamp is None or r.first_stamp < acc.first_stamp):
-        acc.first_stamp = r.first_stamp
-    if r.last_stamp is not None and (acc.last_stamp is None or r.last_stamp > acc.last_stamp):
-        acc.last_stamp = r.last_stamp
+    _fold_rest(acc, r)
 
 
 def file_size(spec: InputSpec) -> int:
