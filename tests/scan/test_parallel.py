@@ -156,6 +156,30 @@ def test_streaming_many_files_identical(tmp_path, small_pieces, monkeypatch):
     assert {r.rank for r in one.ranks} >= set(range(8))
 
 
+@pytest.mark.parametrize("block", [1, 3, 2048])
+def test_streaming_blocks_and_files_taken_twice(tmp_path, small_pieces, monkeypatch, block):
+    """Workers look at blocks of the listing: a file reached again under another name (a hard
+    link, a symlink) in a later block is still taken once, where --jobs 1 takes it, and files
+    big enough for their own units come back to be planned; the answers are those of --jobs 1."""
+    d = tmp_path / "run"
+    d.mkdir()
+    for r, text in _per_rank_texts(tmp_path).items():
+        (d / f"rank_{r}.log").write_text(text)
+    _write_log(d / "console.log", ranks=8, steps=400)  # split into pieces
+    (d / "zz_link_0.log").hardlink_to(d / "rank_0.log")  # listed last: a later block
+    (d / "zz_sym_3.log").symlink_to(d / "rank_3.log")
+    (d / "a_copy.log").hardlink_to(d / "rank_5.log")  # listed first: rank_5.log is the copy
+    (d / "notes.json").write_text("{}")  # not an input: a gap in the numbering
+    monkeypatch.setattr(scanmod, "STREAM_MIN", 1)
+    monkeypatch.setattr(scanmod, "BLOCK_ITEMS", block)
+    one = scan([d], jobs=1)
+    streamed = scan([d], jobs=2)
+    assert _full(one) == _full(streamed)
+    paths = [i.path for i in streamed.inputs]
+    assert not any(p.endswith(("zz_link_0.log", "zz_sym_3.log", "rank_5.log")) for p in paths)
+    assert any(p.endswith("a_copy.log") for p in paths)
+
+
 def test_dask_local_cluster_identical(tmp_path):
     distributed = pytest.importorskip("distributed")
     log, _ = _write_log(tmp_path / "console.log", ranks=8, steps=200)

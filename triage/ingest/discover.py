@@ -210,12 +210,19 @@ def expand(paths: list[str]) -> list[tuple]:
     return items
 
 
-def specs_from(items: list[tuple], warnings: list[str]) -> Iterator[InputSpec]:
+def specs_from(items: list[tuple], warnings: list[str], *, first: int | None = None,
+               seen: set[int] | None = None, idents: list[int] | None = None) -> Iterator[InputSpec]:
     """The input specs of `expand`'s items, in order, numbered from 0: each file looked at
-    (stat, kind, rank hint) as it is reached. Problems are appended to `warnings` in order."""
-    seen_files: set[int] = set()  # (device, inode) as one int: 100,000 of them
+    (stat, kind, rank hint) as it is reached. Problems are appended to `warnings` in order.
+
+    For a slice of the items looked at elsewhere (a scan's worker): `first` numbers each spec by
+    its item's position instead (first + position: the same order, with gaps), `seen` is the
+    set of files already taken (updated), and `idents` receives each spec's file identity."""
+    seen_files: set[int] = set() if seen is None else seen  # (device, inode) as one int
     index = 0
-    for item in items:
+    for pos, item in enumerate(items):
+        if first is not None:
+            index = first + pos
         if item[0] == WARN:
             warnings.append(item[1])
             continue
@@ -244,6 +251,8 @@ def specs_from(items: list[tuple], warnings: list[str]) -> Iterator[InputSpec]:
             warnings.append(f"{path}: permission denied; skipped")
             continue
         seen_files.add(ident)
+        if idents is not None:
+            idents.append(ident)
         rank, attempt = rank_hint(path)
         yield InputSpec(index, path, path, kind, st.st_size, rank, attempt, st.st_mtime)
         index += 1

@@ -4,8 +4,8 @@ Stages: list inputs (triage.ingest.discover.expand) -> look at each file and pla
 (specs_from, iter_plan) -> scan pieces (triage.scan.worker, in this process, in worker
 processes, or on a Dask cluster) -> merge (triage.scan.merge) -> root cause
 (triage.classify.roles, with triage.analyze.hang for silent hangs). With many files
-(STREAM_MIN) the middle stages overlap: workers start on the first units while the rest of the
-files are still being looked at.
+(STREAM_MIN) the workers look at the files themselves: each takes a block of the listing, stats
+and scans it, and hands back the few files big enough to be planned on their own.
 
 Parallelism: files in parallel, and one large plain file split at line boundaries into pieces
 of at least SPLIT_MIN bytes. Small files are batched into units so that 100,000 per-rank files
@@ -71,6 +71,12 @@ def default_jobs() -> int:
 
 def plan(specs: Sequence[InputSpec], jobs: int) -> list[Unit]:
     return list(iter_plan(specs, jobs))
+
+
+def _alone(spec: InputSpec, jobs: int) -> bool:
+    """Whether `iter_plan` gives this input a unit (or several) of its own."""
+    return spec.size >= UNIT_BYTES or (spec.kind == "log" and jobs > 1
+                                       and spec.size >= 2 * SPLIT_MIN)
 
 
 def iter_plan(specs: Iterable[InputSpec], jobs: int) -> Iterator[Unit]:
@@ -272,21 +278,20 @@ _NO_LOGS_HINT = "pass log files, a run directory, a glob, .gz files or - for std
 def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
                     progress: Callable[[int, int], None] | None, t0: float, playbook: Playbook,
                     backend: str | None, where: str) -> ScanResult:
-    """`scan` for a directory of many files: the workers start on the first units while this
-    process goes on stat-ing the rest (0.7 s for 100,000 files, otherwise spent before the
-    first worker starts). Same results as `scan`: units are planned the same way, in input
-    order (not biggest first: most of such a set is small files), and merged by (input, offset)."""
+    """`scan` for a directory of many files. The workers look at the files themselves (stat,
+    kind, rank hint: 5 us a file that this process would otherwise spend beside them, on the
+    same cores) and scan them: each takes a block of BLOCK_ITEMS listed items, numbers its files
+    by their place in the listing (the order of `scan`'s numbering, with gaps where an item is
+    not a file to read) and scans the small ones; files big enough to be units of their own (or
+    to be split) come back and are scanned after the blocks. Same results as `scan`: a file
+    already taken under another name in an earlier block (a hard link, a symlink) makes this
+    process look at that block again itself, with every file taken so far in mind."""
     _engine_for(playbook, backend)
     text_specs: list[InputSpec] = []
+    later: list[InputSpec] = []
+    results: list[PieceResult] = []
+    seen: set[int] = set()
     total = done = 0  # the total grows as files are looked at
-
-    def text_only():
-        nonlocal total
-        for spec in specs_from(items, warnings):
-            if spec.kind in TEXT_KINDS:
-                text_specs.append(spec)
-                total += spec.size
-                yield spec
 
     def tick(n: int) -> None:
         nonlocal done
@@ -294,10 +299,26 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
         if progress is not None:
             progress(done, total)
 
-    with _no_gc():
-        # The pool's feeder thread pulls units from the generator: planning (and the stat of
-        # each file) runs beside the workers.
-        results = _scan_pool(iter_plan(text_only(), jobs), jobs, tick)
+    blocks = [(i, items[i:i + BLOCK_ITEMS], jobs) for i in range(0, len(items), BLOCK_ITEMS)]
+    import multiprocessing as mp
+
+    with _no_gc(), mp.get_context("fork").Pool(processes=jobs) as pool:
+        for (first, block, _), got in zip(blocks, pool.imap(_look_and_scan, blocks)):
+            rows, warns, idents, res, nbytes = got
+            if not seen.isdisjoint(idents):  # a file taken in an earlier block: look again here
+                rows, warns, idents, res, nbytes = _look_and_scan((first, block, jobs), seen)
+            seen.update(idents)
+            warnings.extend(warns)
+            for spec in map(InputSpec._make, rows):
+                if spec.kind in TEXT_KINDS:
+                    text_specs.append(spec)
+                    total += spec.size
+                    if _alone(spec, jobs):
+                        later.append(spec)
+            results.extend(res)
+            tick(nbytes)
+        if later:
+            results.extend(_scan_pool(list(iter_plan(later, jobs)), jobs, tick, pool))
     if not text_specs:
         raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
     with _no_gc():
@@ -305,20 +326,43 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
                      hang=_hang_hook)
 
 
+BLOCK_ITEMS = 2048  # listed items a worker looks at and scans in one task (streaming scans)
+
+
+def _look_and_scan(task: tuple, seen: set[int] | None = None) -> tuple:
+    """One block of a streaming scan (in a worker, or here with `seen`): its files looked at
+    and numbered by position, the small ones scanned. Returns (spec rows, warnings, file
+    identities, results, bytes scanned); the big files are left to the caller (`_alone`)."""
+    first, block, jobs = task
+    warns: list[str] = []
+    idents: list[int] = []
+    specs = list(specs_from(block, warns, first=first, seen=set() if seen is None else set(seen),
+                            idents=idents))
+    small = [s for s in specs if s.kind in TEXT_KINDS and not _alone(s, jobs)]
+    res: list[PieceResult] = []
+    assert _ENGINE is not None
+    with _no_gc():
+        for unit in iter_plan(small, jobs):
+            res.extend(scan_unit(_ENGINE, unit.pieces))
+    return [tuple(s) for s in specs], warns, idents, res, sum(s.size for s in small)
+
+
 def _run_sized(unit: Unit) -> tuple[int, list[PieceResult]]:
     return unit.nbytes, _run_unit(unit)
 
 
-def _scan_pool(units: Iterable[Unit], jobs: int, tick: Callable[[int], None]) -> list[PieceResult]:
-    """Units on `jobs` forked workers. A list goes biggest first (one large file must not start
-    last); a generator is consumed as it yields, beside the workers."""
+def _scan_pool(units: list[Unit], jobs: int, tick: Callable[[int], None],
+               pool: Any = None) -> list[PieceResult]:
+    """Units on `jobs` forked workers (or on `pool`), biggest first: one large file must not
+    start last."""
     import multiprocessing as mp
 
-    if isinstance(units, list):
-        jobs = min(jobs, len(units))
-        units = sorted(units, key=lambda u: -u.nbytes)
+    units = sorted(units, key=lambda u: -u.nbytes)
     out: list[PieceResult] = []
-    with mp.get_context("fork").Pool(processes=jobs) as pool:
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(
+                mp.get_context("fork").Pool(processes=min(jobs, len(units))))
         for nbytes, res in pool.imap(_run_sized, units):
             out.extend(res)
             tick(nbytes)
