@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from triage.errors import PlaybookError
-from triage.parse.timestamps import parse_timestamp
+from triage.parse.timestamps import stamp_end
 
 TEMPLATE_MAX = 400
 
@@ -67,9 +67,12 @@ def load_masks(path: str | None = None) -> Masks:
 
 def strip_header(message: str) -> str:
     """The message without its leading timestamp, glog/C++ header and log level."""
-    st = parse_timestamp(message)
-    if st is not None and st.end <= 60:
-        message = message[st.end:]
+    # By shape, not by date: the template must not depend on the digits' values, or one
+    # line's invalid date (Feb 29 read as 1970) would decide the template of every line of its
+    # shape that the cache below serves.
+    end = stamp_end(message)
+    if end is not None and end <= 60:
+        message = message[end:]
     m = _HEADER_RE.match(message)
     if m is not None and m.end() > 0:
         message = message[m.end():]

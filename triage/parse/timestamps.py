@@ -132,3 +132,17 @@ def parse_timestamp(text: str, default_year: int = 1970) -> Stamp | None:
         if st is not None:
             return st
     return None
+
+
+def stamp_end(text: str) -> int | None:
+    """Where the first timestamp-shaped text near the start of `text` ends, valid date or not
+    (the formats parse_timestamp reads, tried in its order). Digit-blind (triage.parse.blind):
+    for stripping a log header, where "E0229 ..." (a glog stamp without a year, read as 1970)
+    must go like any other day's."""
+    head = text[: _SEARCH_SPAN + 40]
+    for rx, needs in ((_ISO_RE, "-"), (_GLOG_RE, ":"), (_SYSLOG_RE, ":")):
+        if needs in head:
+            m = rx.search(head)
+            if m is not None and m.start() <= _SEARCH_SPAN:
+                return m.end()
+    return None
