@@ -309,8 +309,10 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
                 rows, warns, idents, res, nbytes = _look_and_scan((first, block, jobs), seen)
             seen.update(idents)
             warnings.extend(warns)
-            for spec in map(InputSpec._make, rows):
-                if spec.kind in TEXT_KINDS:
+            for index, kind, size, rank, attempt, mtime in rows:
+                path = block[index - first][1]  # the listing's own string, not a copy
+                spec = InputSpec(index, path, path, kind, size, rank, attempt, mtime)
+                if kind in TEXT_KINDS:
                     text_specs.append(spec)
                     total += spec.size
                     if _alone(spec, jobs):
@@ -344,7 +346,9 @@ def _look_and_scan(task: tuple, seen: set[int] | None = None) -> tuple:
     with _no_gc():
         for unit in iter_plan(small, jobs):
             res.extend(scan_unit(_ENGINE, unit.pieces))
-    return [tuple(s) for s in specs], warns, idents, res, sum(s.size for s in small)
+    # rows without the paths (specs_from takes a file's path as listed): the caller has them
+    return ([(s.index, s.kind, s.size, s.rank_hint, s.attempt, s.mtime) for s in specs], warns,
+            idents, res, sum(s.size for s in small))
 
 
 def _run_sized(unit: Unit) -> tuple[int, list[PieceResult]]:
