@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triage.classify.playbook import load_playbooks
+from triage.ingest import discover
 from triage.parse import prefix, steps
 from triage.parse.blind import MASK, digit_blind
 from triage.scan import engine, scan, worker
@@ -41,8 +42,10 @@ PLANNED = [prefix._LEAD_RE, prefix._INNER_RE, prefix._QUOTE_RE, *steps._STEP_RES
            engine._EXC_LINE_RE, worker._BLOCK_LINE_RE]
 
 
-@pytest.mark.parametrize("rx", PLANNED, ids=lambda rx: rx.pattern[:30])
+@pytest.mark.parametrize("rx", PLANNED + list(discover._RANK_NAME_RES),
+                         ids=lambda rx: rx.pattern[:30])
 def test_the_patterns_plans_rest_on_are_blind(rx):
+    """(discover's rank of a file name is cached by the name's digit shape too.)"""
     assert digit_blind(rx.pattern, rx.flags)
 
 
@@ -112,3 +115,16 @@ def test_a_rule_that_names_a_digit_is_never_planned(tmp_path, monkeypatch):
     fast, ref = got.to_json(), slow.to_json()
     fast["stats"]["seconds"] = ref["stats"]["seconds"] = 0
     assert json.dumps(fast) == json.dumps(ref)
+
+
+def test_template_cache_rests_on_blind_patterns():
+    """signature.template caches by digit shape: the header patterns and every mask but the
+    hex one (whose "0x" keeps a message out of the cache) must treat digits alike."""
+    from triage.classify import signature
+    from triage.parse import timestamps
+
+    masks = signature.load_masks()
+    assert [name for name, rx, _ in masks.rules if not digit_blind(rx.pattern, rx.flags)] == ["hex"]
+    for rx in (signature._HEADER_RE, signature._SPACE_RE, timestamps._ISO_RE,
+               timestamps._GLOG_RE, timestamps._SYSLOG_RE):
+        assert digit_blind(rx.pattern, rx.flags), rx.pattern

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from triage.errors import PlaybookError
+from triage.parse.blind import MASK
 from triage.parse.timestamps import stamp_end
 
 TEMPLATE_MAX = 400
@@ -79,7 +80,6 @@ def strip_header(message: str) -> str:
     return message.strip()
 
 
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _CACHE: dict = {}
 
 
@@ -89,7 +89,7 @@ def template(message: str, masks: Masks | None = None) -> str:
     key = None
     if masks is None and "0x" not in message and "0X" not in message:
         # same length, same character classes; bytes.translate is a C table lookup
-        key = message.encode("utf-8", "surrogatepass").translate(_DIGITS)
+        key = message.encode("utf-8", "surrogatepass").translate(MASK)
         hit = _CACHE.get(key)
         if hit is not None:
             return hit

@@ -26,6 +26,7 @@ import stat
 from typing import Iterator, NamedTuple
 
 from triage.errors import InputError
+from triage.parse.blind import MASK
 
 KIND_LOG = "log"
 KIND_GZ = "gz"
@@ -85,7 +86,7 @@ def rank_hint(path: str) -> tuple[int | None, int | None]:
     # Names that differ only in their digits match the same way (the patterns treat every digit
     # alike), so the span of the rank is cached by the name's shape: 100,000 rank_N.log files
     # cost one regex search per shape.
-    shape = name.encode("utf-8", "surrogatepass").translate(_DIGIT_SHAPE)
+    shape = name.encode("utf-8", "surrogatepass").translate(MASK)
     span = _SHAPES.get(shape, False)
     if span is False:
         span = None
@@ -102,7 +103,6 @@ def rank_hint(path: str) -> tuple[int | None, int | None]:
     return int(name[span[0]:span[1]]), None
 
 
-_DIGIT_SHAPE = bytes.maketrans(b"123456789", b"000000000")
 _SHAPES: dict = {}
 
 
