@@ -30,7 +30,7 @@ from triage.scan import engine, scan, worker
     (r"[A-Za-z_-]", True), (r"[A-Za-z0-9_.-]", True), (r"abc|de", True),
     (r"[1-9]", False), (r"a1", False), (r"[^5]", False), (r"(\d)\1", False), (r"[0-8]", False),
     (r"a|b|7", False), (r"(?!0)", False), (r"\x30", False), (r"\060", False),
-    (r"[[:digit:]]", False), (r"\pN", False), (r"\Qa1\E", False), (r"(?P<x>a)(?(x)b|c)", False),
+    (r"[[:digit:]]", False), (r"[[:^alpha:]]", False), (r"[:\s|-]", True), (r"\pN", False), (r"\Qa1\E", False), (r"(?P<x>a)(?(x)b|c)", False),
     (r"[", False),
 ])
 def test_digit_blind_cases(pattern, blind):

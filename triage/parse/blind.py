@@ -36,14 +36,15 @@ _CATEGORY_HAS_DIGITS = {
     _c.CATEGORY_SPACE: False, _c.CATEGORY_NOT_SPACE: True,
     _c.CATEGORY_LINEBREAK: False, _c.CATEGORY_NOT_LINEBREAK: True,
 }
-_UNSURE = ("[:", "\\p", "\\P", "\\Q", "\\C", "\\X", "(?(")
+_UNSURE = ("\\p", "\\P", "\\Q", "\\C", "\\X", "(?(")
+_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")  # RE2's [[:digit:]], which Python reads as a set
 
 
 @lru_cache(maxsize=4096)
 def digit_blind(pattern: str | bytes, flags: int = 0) -> bool:
     """True when `pattern` (Python `re` or RE2 syntax) treats all ten ASCII digits alike."""
     text = pattern.decode("latin-1") if isinstance(pattern, bytes) else pattern
-    if any(u in text for u in _UNSURE):
+    if any(u in text for u in _UNSURE) or _POSIX_CLASS.search(text):
         return False
     try:
         tree = _p.parse(text, flags)
