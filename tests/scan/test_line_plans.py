@@ -128,3 +128,29 @@ def test_template_cache_rests_on_blind_patterns():
     for rx in (signature._HEADER_RE, signature._SPACE_RE, timestamps._ISO_RE,
                timestamps._GLOG_RE, timestamps._SYSLOG_RE):
         assert digit_blind(rx.pattern, rx.flags), rx.pattern
+
+
+def test_rule_search_three_ways_agree():
+    """Rule.search through the RE2 binding (spans, then decoded), its spans, and the public-API
+    fallback used where the binding is missing give the same groups on every rule's examples."""
+    import copy
+
+    from triage.classify.fastre import FastRegex
+
+    for rule in load_playbooks().rules:
+        plain = copy.copy(rule)
+        object.__setattr__(plain, "_compiled", tuple(
+            tuple(FastRegex(rx.public) for rx in group) for group in rule._compiled))
+        for group in plain._compiled:
+            for rx in group:
+                rx._rx = None  # as where the module's binding is not there
+        plain.__dict__.pop("native", None)
+        assert rule.native and not plain.native
+        for line in (*rule.examples_match, *rule.examples_no_match):
+            data = line.encode()
+            want = rule.search(line)
+            assert plain.search(line) == want, (rule.id, line)
+            spans = rule.search_spans(data)
+            assert (spans is None) == (want is None)
+            if spans is not None:
+                assert {k: data[a:b].decode() for k, a, b in spans} == want

@@ -130,6 +130,10 @@ def _options(ignore_case: bool) -> re2.Options:
     return opts
 
 
+def _group_items(groups: dict[str, str] | None) -> list[tuple[str, str]] | None:
+    return None if groups is None else list(groups.items())
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
@@ -172,42 +176,30 @@ class Rule:
         """
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         if self.native:
-            got = self.search_spans(data)
+            got = self._pairs(data, lambda rx: rx.spans(data))
             if got is None:
                 return None
             return {name: data[s:e].decode("utf-8", "replace") for name, s, e in got}
-        any_re, all_re, none_re = self._compiled
-        groups: dict[str, str] = {}
-        for rx in any_re:
-            got = rx.groups(data)
-            if got is not None:
-                groups.update(got)
-                break
-        else:
-            return None
-        for rx in all_re:
-            got = rx.groups(data)
-            if got is None:
-                return None
-            for k, v in got.items():
-                groups.setdefault(k, v)
-        for rx in none_re:
-            if rx.matches(data):
-                return None
-        return groups
+        got = self._pairs(data, lambda rx: _group_items(rx.groups(data)))
+        return None if got is None else dict(got)
 
     def search_spans(self, data: bytes) -> list[tuple[str, int, int]] | None:
         """`search` on UTF-8 bytes as spans: [(group, start, end)] in the order `search`'s dict
         has them, or None. Only for a `native` rule."""
+        return self._pairs(data, lambda rx: rx.spans(data))
+
+    def _pairs(self, data: bytes, get) -> list | None:
+        """The match of `any`, then `all` (groups not already named added), unless `none`
+        matches: the named groups as `get(regex)` gives them, (name, ...) tuples."""
         any_re, all_re, none_re = self._compiled
         for rx in any_re:
-            got = rx.spans(data)
+            got = get(rx)
             if got is not None:
                 break
         else:
             return None
         for rx in all_re:
-            more = rx.spans(data)
+            more = get(rx)
             if more is None:
                 return None
             for item in more:
