@@ -114,6 +114,10 @@ BACK_LINES = 60  # same-rank lines looked at for a timestamp / elastic fields
 TAIL_BYTES = 4 << 20  # the end of an input read for every rank's last step
 ERROR_FILE_MAX = 16 << 20
 _NO_PLAN = object()
+# Line plans are kept for lines up to PLAN_LINE bytes, PLANS_MAX of each kind per process: a log
+# of endless distinct shapes costs at most a few MB, and then the general path's time.
+PLAN_LINE = 2048
+PLANS_MAX = 2048
 _STEP_PLANS: dict = {}  # digit-masked step-line candidate -> (rank span, step span, plain)
 _DATED_RE = re.compile(rb"\b(\d{4})-[01]\d-[0-3]\d[T _][0-2]\d:[0-5]\d")  # a stamp with a year
 _BLOCK_LINE_RE = re.compile(r"^\s*(?:exitcode|traceback|error_file)\s*:")
@@ -589,7 +593,7 @@ class _Scanner:
         return index
 
     def _line(self, buf, ls, le, hit_pos, base, history, line_no, rule_idx, want) -> None:
-        if SHORTCUTS and le - ls <= 4096 and type(rule_idx) is tuple and len(rule_idx) == 1:
+        if SHORTCUTS and le - ls <= PLAN_LINE and type(rule_idx) is tuple and len(rule_idx) == 1:
             raw = bytes(buf[ls:le])
             if raw.isascii() and b"\x1b" not in raw and b"\r" not in raw:
                 plans = self.engine.plans
@@ -597,7 +601,7 @@ class _Scanner:
                 plan = plans.get(key, _NO_PLAN)
                 if plan is _NO_PLAN:
                     plan = self._plan(raw.decode("ascii"), rule_idx[0])
-                    if len(plans) > 4096:
+                    if len(plans) >= PLANS_MAX:
                         plans.clear()
                     plans[key] = plan
                 if plan is not None:
@@ -872,7 +876,8 @@ class _Scanner:
         or None. A hit is remembered for tail_steps: the nearest step line before `here`, and
         what tail_steps needs to take it as the input's last step line without reading it."""
         raw = bytes(data[start:min(end, start + 4096)])
-        if SHORTCUTS and raw.isascii() and b"\x1b" not in raw and b"\r" not in raw:
+        if SHORTCUTS and len(raw) <= PLAN_LINE and raw.isascii() and b"\x1b" not in raw and \
+                b"\r" not in raw:
             # A plan per shape, as for hit lines: the prefix and step spans are digit-blind.
             key = raw.translate(MASK)
             plan = _STEP_PLANS.get(key)
@@ -882,7 +887,7 @@ class _Scanner:
                 sp = step_span(text[off:])
                 plan = (rank_sp, None if sp is None else (off + sp[0], off + sp[1]),
                         off == 0 and not raw.translate(None, _PLAIN_ASCII))
-                if len(_STEP_PLANS) > 4096:
+                if len(_STEP_PLANS) >= PLANS_MAX:
                     _STEP_PLANS.clear()
                 _STEP_PLANS[key] = plan
             rank_sp, sp, plain = plan
