@@ -786,14 +786,12 @@ class _Scanner:
                 if stamp is not None and self.last_own_stamp is not None and \
                         self.last_own_stamp.key > stamp.key:
                     stamp = self.last_own_stamp
+        # positional (Occ's field order): a third cheaper than 21 keywords, once per rank
         self.res.occs[key] = Occ(
-            sig=sig, family=rule.family, rule=rule.id, rule_role=rule.role, template=tmpl,
-            rank=rank, host=host, step=step, step_from_line=step_from_line,
-            time=stamp.iso if stamp else None,
-            time_key=stamp.key if stamp else None, input_index=self.spec.index,
-            offset=base + ls, line_rel=line_no, message=rec.rstrip("\n")[:WINDOW * 2],
-            fields=_shared_fields(fields), frames=frames, chained=chained, exit_code=exit_code,
-            elastic_root=elastic_root)
+            sig, rule.family, rule.id, rule.role, tmpl, rank, host, step, step_from_line,
+            stamp.iso if stamp else None, stamp.key if stamp else None, self.spec.index,
+            base + ls, line_no, rec.rstrip("\n")[:WINDOW * 2], _shared_fields(fields), frames,
+            chained, exit_code, elastic_root)
 
     def _step_before(self, buf, ls, base, history, tag):
         """The step this rank last reported before the line at `ls` (else any rank's), from the
