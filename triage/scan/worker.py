@@ -599,13 +599,14 @@ class _Scanner:
                 plans = self.engine.plans
                 key = (raw.translate(MASK), rule_idx[0])
                 plan = plans.get(key, _NO_PLAN)
+                text = raw.decode("ascii")
                 if plan is _NO_PLAN:
-                    plan = self._plan(raw.decode("ascii"), rule_idx[0])
+                    plan = self._plan(text, rule_idx[0])
                     if len(plans) >= PLANS_MAX:
                         plans.clear()
                     plans[key] = plan
                 if plan is not None:
-                    self._planned(plan, raw.decode("ascii"), buf, ls, base, history, line_no)
+                    self._planned(plan, text, buf, ls, base, history, line_no)
                     return
         cut = False
         if le - ls > LONG_LINE:
@@ -1116,7 +1117,6 @@ class _Into:
     warnings: what folding would add to the batch's, in the same order). What is the file's
     alone (lines, bytes, stamps, the last step of each rank, counts) stays here for `_fold_rest`."""
 
-    start = 0
     lines = 0
     bytes = 0
     max_step = None
