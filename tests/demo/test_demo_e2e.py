@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from triage.cli import app
 from triage.cli.demo import render
-from triage.demo.pipeline import SMALL_PLAN, SMALL_STEPS, parse_plan, run_demo
+from triage.classify.roles import DIVERGENCE_RULE
+from triage.demo.pipeline import SMALL_PLAN, SMALL_STEPS, _probe_divergence, parse_plan, run_demo
 from triage.errors import UsageError
 
 pytestmark = pytest.mark.slow
@@ -101,18 +102,28 @@ def test_root_cause_rank_and_family_match_the_injection(small_demo):
         if run.root is None or not loud:
             continue
         crash = loud[0]
-        if "parameter checksums differ" in run.root["message"]:
-            # The probe's cross-rank check saw the silent corruption before the crash: the root
-            # is then the first injection (often a bitflip), on the rank it hit.
-            first = run.job.injected[0]
+        if _probe_divergence(run.root):
+            # The probe saw the silent corruption before the crash (its records, or its
+            # cross-rank check's log line): the root is then the first wrong sum (often a
+            # bitflip), on the rank it hit, and the loud failure the logs show is the crash.
+            first = next(i for i in run.job.injected if i.fault == "reduce_bug")
             assert run.root["rank"] == first.rank, run.spec.name
             assert first.step <= crash.step
+            if crash.detail.get("kind") == "nan" and run.root["playbook"] == DIVERGENCE_RULE:
+                assert run.crash is not None and run.crash["family"] == "nonfinite", run.spec.name
             continue
         if crash.fault == "data_error" or crash.detail.get("kind") in ("nan", "huge"):
             assert run.root["rank"] == crash.rank, run.spec.name
             key = crash.fault + (":" + crash.detail["kind"] if "kind" in crash.detail else "")
             from triage.demo.launch import EXPECTED_FAMILY
             assert run.root["family"] == EXPECTED_FAMILY[key], run.spec.name
+    # seed 1 of the custom arm: a wrong sum on rank 1 at step 0 that only the probe's records
+    # show, a NaN on rank 2 at step 9 in the logs. The records make the root cause.
+    from_records = [r for r in small_demo.runs if r.root and r.root["playbook"] == DIVERGENCE_RULE
+                    and r.root["message"].startswith('{"schema":"triage.probe/1"')]
+    assert from_records
+    for run in from_records:
+        assert run.crash is not None and run.crash["step"] > run.root["step"], run.spec.name
     assert checks
     for name, hit in checks.items():
         # a miss only where a spike desynchronised the ranks: gloo's error then surfaces on

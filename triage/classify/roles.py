@@ -17,7 +17,11 @@ SIGTERMs from the agent. Those are symptoms. The root cause is chosen like this:
 Elastic's "Root Cause (first observed failure)" is only evidence: it is the earliest of
 whole-second timestamps on one node and often names a rank that merely timed out.
 Roles of the rest: a symptom rule -> "symptom"; a later failure on the root's own rank, or a
-chained exception -> "symptom"; any other root-type failure -> "independent".
+chained exception -> "symptom"; any other root-type failure -> "independent". One exception: when
+the root is a silent divergence between ranks (rule `numerics.rank_divergence`, from the probe's
+records or its log line), a NaN, a loss-scale collapse or a desync at or after it, on any rank, is
+its symptom: replicas holding different parameters produce exactly those (a wrong sum on rank 1
+shows up as a NaN on rank 2 steps later).
 """
 
 from __future__ import annotations
@@ -71,16 +75,26 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
         deeper = _deeper_on_same_rank(root, occs)
         if deeper is not None:
             wrapper, root = root, deeper
-        others = sorted({c.rank for c in cands if c.rank is not None and c.rank != root.rank})
+        echo = root.rule == DIVERGENCE_RULE
+        others = sorted({c.rank for c in cands if c.rank is not None and c.rank != root.rank
+                         and not (echo and c.family in DIVERGENCE_ECHOES)})
         basis = ("earliest timestamp" if all(c.time_key is not None for c in cands)
                  else "earliest step and position" if len(cands) > 1 else "only failure of its own")
         why = f"first failure of its own ({root.family}, rule {root.rule}) at {_where(root)}; {basis}"
+        probe = root.fields.get("probe") if echo and isinstance(root.fields, dict) else None
+        if probe:
+            f = root.fields
+            who = (f"rank(s) {f['odd_ranks']} differ from rank(s) {f['majority']}"
+                   if f.get("odd_ranks") else f"no majority: {f.get('groups', '')}")
+            why += (f"; the probe's records: parameter checksums at step {f.get('step')} "
+                    f"disagree, {who}, before any log line said so (triage diverge {probe})")
         if wrapper is not None:
             why += (f"; the deepest failure visible on rank {root.rank}: the {wrapper.family} "
                     f"line ({wrapper.rule}) only wraps it")
         if others:
             why += f"; other ranks with errors of their own: {_short(others)}"
-        symptoms = sum(1 for o in occs if o.rule_role == "symptom")
+        symptoms = sum(1 for o in occs if o.rule_role == "symptom" or (
+            echo and o.family in DIVERGENCE_ECHOES and o.rank != root.rank))
         if symptoms:
             why += f"; {symptoms} symptom occurrence(s) on other ranks follow from it"
         el = [o for o in occs if o.elastic_root and o.rank is not None and o.rank != root.rank]
@@ -113,6 +127,9 @@ def choose_root(occs: Sequence[Any], *, hang_analysis: Callable[[], Any] | None 
     return Verdict(first, first.family, first.rank, why, verdict)
 
 
+DIVERGENCE_RULE = "numerics.rank_divergence"
+# what replicas that hold different parameters go on to report
+DIVERGENCE_ECHOES = frozenset({"nonfinite", "loss_scale", "collective_mismatch"})
 SHALLOW = frozenset({"signal", "python_exception", "other"})
 NEAR_SECONDS = 5.0
 NEAR_BYTES = 16384
@@ -128,8 +145,8 @@ def _deeper_on_same_rank(root, occs: Sequence[Any]):
     """A root gets the deepest family visible (DESIGN.md): when the first failure is a wrapper
     (a signal, a generic exception, `terminate called after throwing`), a more specific failure
     of the same rank at the same moment is the root cause it wraps."""
-    if root.family not in SHALLOW or root.rank is None:
-        return None
+    if root.family not in SHALLOW or root.rank is None or root.rule == DIVERGENCE_RULE:
+        return None  # a divergence is already the deepest cause: what follows is its echo
     near = [o for o in occs if o is not root and o.rank == root.rank and o.family not in SHALLOW
             and o.family not in ("collective_timeout", "comm_error") and _near(o, root)]
     return _earliest(near) if near else None
@@ -146,6 +163,12 @@ def role_of(o, verdict: Verdict) -> tuple[str, str]:
         return Role.SYMPTOM.value, f"{o.family} is typically a consequence of another rank's failure; here of {cause}"
     if o.chained:
         return Role.SYMPTOM.value, "raised while handling an earlier exception on the same rank"
+    if root is not None and getattr(root, "rule", None) == DIVERGENCE_RULE and \
+            o.family in DIVERGENCE_ECHOES and (o.step is None or root.step is None
+                                               or o.step >= root.step):
+        at = f" at step {root.step}" if root.step is not None else ""
+        return Role.SYMPTOM.value, (f"{o.family} after the ranks' parameters diverged{at} "
+                                    f"(odd {cause}): replicas that disagree produce it")
     if rr is not None and o.rank == rr and root is not None:
         return Role.SYMPTOM.value, f"another report of rank {rr}'s failure (a wrapper or a later error)"
     return Role.INDEPENDENT.value, f"an error of its own on {_where(o)}, not explained by {cause}"

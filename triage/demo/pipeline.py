@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from triage.classify.roles import DIVERGENCE_ECHOES, DIVERGENCE_RULE
 from triage.demo.launch import JobCancelled, JobResult, run_job
 from triage.errors import InputError, TriageError, UsageError
 
@@ -127,6 +128,8 @@ class DemoRun:
     root: dict[str, Any] | None = None  # triage's root cause: family, rank, step, message
     first_bad_step: int | None = None
     diverge_summary: str | None = None
+    crash: dict[str, Any] | None = None  # the logs' first loud failure (the root, unless a
+    # divergence in the probe's records came first)
     timed_out_attempts: list[str] = field(default_factory=list)  # hung attempts, kept aside
 
     def truth(self) -> list[dict[str, Any]]:
@@ -314,14 +317,22 @@ def _ingest(result: DemoResult, progress: Progress) -> None:
     with CaseStore.open(case) as store:
         for run in result.runs:
             # the console holds every rank's lines and the agent's summary; the per-rank tree
-            # under logs/ repeats the same lines, so it is not ingested twice
-            ingest_run(store, [run.job.console], run=run.spec.name, jobs=1)
-        roots = {inc.run: inc.root for inc in store.incidents()}
+            # under logs/ repeats the same lines, so it is not ingested twice. The probe's
+            # records go in too: a silent divergence they show before any log line is the root
+            probe = run.job.probe_dir
+            paths = [run.job.console] + ([probe] if probe is not None and probe.is_dir() else [])
+            ingest_run(store, paths, run=run.spec.name, jobs=1)
+        incidents = {inc.run: inc for inc in store.incidents()}
         for run in result.runs:
-            root = roots.get(run.spec.name)
-            if root is not None:
+            inc = incidents.get(run.spec.name)
+            if inc is not None:
+                root = inc.root
                 run.root = {"family": root.family, "rank": root.rank, "step": root.step,
-                            "signature": root.signature, "message": root.message}
+                            "signature": root.signature, "message": root.message,
+                            "playbook": root.playbook}
+                crash = _crash(inc)
+                run.crash = None if crash is None else {"family": crash.family,
+                                                        "rank": crash.rank, "step": crash.step}
         result.signatures = [
             {"id": s.id, "family": s.family, "template": s.template, "runs": s.runs,
              "root_runs": s.root_runs, "ranks": list(s.ranks)}
@@ -372,11 +383,11 @@ def _diverge(result: DemoResult) -> None:
         run.diverge_summary = div.headline()
         if div.first_bad_step is None:
             continue
-        crash = run.root.get("step") if run.root else None
-        silent = run.root is None
+        crash = run.crash.get("step") if run.crash else None
+        silent = run.crash is None
         if silent or (crash is not None and div.first_bad_step < crash):
             entry = {"run": run.spec.name, "probe": str(run.job.probe_dir), "silent": silent,
-                     "crash_step": crash, "crash_rank": run.root.get("rank") if run.root else None,
+                     "crash_step": crash, "crash_rank": run.crash.get("rank") if run.crash else None,
                      **{k: v for k, v in div.to_json().items()
                         if k in ("first_bad_step", "kinds", "bad_ranks", "majority",
                                  "probe_reported", "summary")}}
@@ -468,7 +479,21 @@ def _natural(name: str) -> tuple:
 
 
 def _probe_divergence(root: dict[str, Any]) -> bool:
-    return "parameter checksums differ" in root.get("message", "")
+    """A root cause that is a divergence between ranks: from the probe's records (scan) or its
+    cross-rank check's log line."""
+    return root.get("playbook") == DIVERGENCE_RULE or \
+        "parameter checksums differ" in root.get("message", "")
+
+
+def _crash(inc) -> Any:
+    """The first failure the logs themselves state (not the probe's records): a numeric failure
+    or desync first, as that is what the training loop died of; else the earliest by step."""
+    logs = [o for o in (inc.root, *inc.symptoms, *inc.independent)
+            if not (o.playbook == DIVERGENCE_RULE and o.message.startswith("{"))]
+    loud = [o for o in logs if o.family in DIVERGENCE_ECHOES] or logs
+    return min(loud, key=lambda o: o.step if o.step is not None else 1 << 62) if loud else None
+
+
 
 
 def _p_together(scored: Sequence[dict[str, Any]], sigs: Sequence[str]) -> float:

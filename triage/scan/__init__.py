@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from triage.classify.playbook import Playbook, load_playbooks
 from triage.errors import InputError, UsageError
-from triage.ingest.discover import (KIND_STDIN, STDIN, TEXT_KINDS, InputSpec, expand,
+from triage.ingest.discover import (KIND_PROBE, KIND_STDIN, STDIN, TEXT_KINDS, InputSpec, expand,
                                    specs_from)
 from triage.records import ScanResult
 from triage.scan.engine import Engine
@@ -217,7 +217,8 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
                                playbook or cached_playbook(playbook_dirs), backend, where)
     specs = list(specs_from(items, warnings))
     text_specs = [s for s in specs if s.kind in TEXT_KINDS]
-    if not text_specs:
+    probes = [s for s in specs if s.kind == KIND_PROBE]
+    if not text_specs and not probes:
         raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
     _engine_for(playbook or cached_playbook(playbook_dirs), backend)
     jobs = jobs or default_jobs()
@@ -249,7 +250,7 @@ def scan(paths: Sequence[str | os.PathLike], *, playbook: Playbook | None = None
             results.extend(_scan_pool(units, jobs, tick))
     with _no_gc():
         return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
-                     hang=_hang_hook)
+                     hang=_hang_hook, probes=probes)
 
 
 def _engine_for(playbook: Playbook, backend: str | None) -> Engine:
@@ -288,6 +289,7 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
     process look at that block again itself, with every file taken so far in mind."""
     _engine_for(playbook, backend)
     text_specs: list[InputSpec] = []
+    probes: list[InputSpec] = []
     later: list[InputSpec] = []
     results: list[PieceResult] = []
     seen: set[int] = set()
@@ -317,15 +319,17 @@ def _scan_streaming(items: list[tuple], warnings: list[str], jobs: int,
                     total += spec.size
                     if _alone(spec, jobs):
                         later.append(spec)
+                elif kind == KIND_PROBE:
+                    probes.append(spec)
             results.extend(res)
             tick(nbytes)
         if later:
             results.extend(_scan_pool(list(iter_plan(later, jobs)), jobs, tick, pool))
-    if not text_specs:
+    if not text_specs and not probes:
         raise InputError("no log files to scan", where=where, hint=_NO_LOGS_HINT)
     with _no_gc():
         return merge(text_specs, results, seconds=time.perf_counter() - t0, warnings=warnings,
-                     hang=_hang_hook)
+                     hang=_hang_hook, probes=probes)
 
 
 BLOCK_ITEMS = 2048  # listed items a worker looks at and scans in one task (streaming scans)

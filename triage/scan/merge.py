@@ -25,10 +25,21 @@ from triage.scan.worker import Occ, PieceResult, fold_into
 
 
 def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: float,
-          warnings: Sequence[str] = (), hang: Callable[..., Any] | None = None) -> ScanResult:
+          warnings: Sequence[str] = (), hang: Callable[..., Any] | None = None,
+          probes: Sequence[InputSpec] = ()) -> ScanResult:
     """Merge piece results. Takes ownership of `results`: the list is emptied as its results are
-    merged, so their per-piece tables are freed as the merged ones grow (peak memory)."""
+    merged, so their per-piece tables are freed as the merged ones grow (peak memory).
+    `probes`: probe record files (triage.scan.probes), read here; a divergence between ranks
+    they show is one more failure."""
     results.sort(key=lambda r: (r.input_index, r.start))
+    probe_occs: list[Occ] = []
+    probe_lines: dict[int, int] = {}
+    if probes:
+        from triage.scan.probes import probe_occs as read_probes
+
+        probe_occs, probe_lines, probe_warnings = read_probes(probes)
+        warnings = list(warnings) + probe_warnings
+        specs = sorted([*specs, *probes], key=lambda s: s.index)
 
     inputs: list[InputInfo] = []
     lines_total = bytes_total = 0
@@ -38,6 +49,8 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
     n_inputs = max([s.index for s in specs], default=-1) + 1
     input_lines = [0] * n_inputs
     input_bytes = [0] * n_inputs
+    for idx, nlines in probe_lines.items():
+        input_lines[idx] = nlines
     for piece in results:
         if piece.parts:
             it = iter(piece.parts)  # flat: index, lines, bytes of each file
@@ -66,7 +79,7 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
         bytes_total += size
     del input_lines, input_bytes
 
-    occs = list(merged.values())
+    occs = list(merged.values()) + probe_occs
     for o in occs:
         if o.step is None and o.rank is not None:
             o.step = rank_last.get(o.rank)  # not within its lookback: the rank's last step
