@@ -91,3 +91,21 @@ def test_reduce_bug_run_matches_its_documented_truth(real_run_reduce_bug):
     assert r.returncode != 0  # ...the run dies of a later one
     assert "FloatingPointError: loss is nan" in (r.rank_dir(loud.rank) / "stderr.log").read_text()
     assert "probe: parameter checksums differ across ranks at step 9" in r.console.read_text()
+
+
+def test_scan_of_a_real_run_with_its_probe_records_names_the_silent_rank(real_run_reduce_bug):
+    """The real gloo run of the reduction bug: the logs' first loud failure is a NaN on another
+    rank steps later (the probe's periodic check logs the divergence at step 9); with the probe
+    folder scanned too, the root cause is the first wrong sum, on the rank it hit, at step 0."""
+    from triage.scan import scan
+
+    r = real_run_reduce_bug
+    first = r.injected[0]
+    logs_only = scan([r.console], jobs=1)
+    assert logs_only.root_cause.step is None or logs_only.root_cause.step > first.step
+    both = scan([r.console, r.probe_dir], jobs=1)
+    rc = both.root_cause
+    assert (rc.rank, rc.step, rc.playbook) == (first.rank, first.step, "numerics.rank_divergence")
+    assert rc.source.path.endswith(f"rank{first.rank}.jsonl")
+    roles = {f.family: f.role for f in both.failures if f.family == "nonfinite"}
+    assert roles == {"nonfinite": "symptom"}

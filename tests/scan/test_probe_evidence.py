@@ -185,3 +185,42 @@ def test_divergence_echoes_are_symptoms_and_others_are_not(echo):
     assert role_of(earlier, v)[0] == "independent"
     data = NS(**{**vars(later), "family": "python_exception"})
     assert role_of(data, v)[0] == "independent"
+
+
+_RECORD = json.dumps({"schema": "triage.probe/1", "kind": "step", "step": 1, "rank": 0,
+                      "param_checksum": "c32:00000001", "nonfinite": {"loss": 0}}).encode()
+
+
+def _probe_chunks():
+    from hypothesis import strategies as st
+
+    return st.lists(st.one_of(
+        st.binary(max_size=300), st.just(_RECORD), st.just(b"\n"), st.just(b"\r\n"),
+        st.just(b'{"schema": "triage.probe/1", "kind": "step", "step": "x"}'),
+        st.just(b'{"schema": "triage.probe/1", "kind": "divergence", "odd_ranks": [1, "a"]}'),
+        st.just(b"[" * 5000), st.just(b'{"schema": "triage.probe/1", "step": 1e999}')),
+        max_size=40)
+
+
+def test_probe_reader_survives_any_bytes(tmp_path):
+    """Whatever the bytes, reading a probe file never raises, counts the file's lines and
+    keeps only well-formed records."""
+    from hypothesis import HealthCheck, given, settings
+
+    from triage.ingest.discover import InputSpec
+    from triage.scan.probes import _read
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_probe_chunks())
+    def check(chunks):
+        data = b"".join(chunks)
+        p = tmp_path / "probe" / "rank0.jsonl"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(data)
+        records, _reported, raw, n, warnings = _read(InputSpec(0, str(p), str(p), "probe", len(data)))
+        assert n == data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        assert len(raw) == len(records)
+        assert all(r.step == 1 and r.rank == 0 for r in records)
+        assert not warnings or str(p) in warnings[0]
+
+    check()
