@@ -224,3 +224,20 @@ def test_probe_reader_survives_any_bytes(tmp_path):
         assert not warnings or str(p) in warnings[0]
 
     check()
+
+
+def test_probe_files_are_known_by_their_records_wherever_they_are(tmp_path):
+    """Probe records in a folder not named "probe" are found by their first line; other .jsonl
+    files in a directory are not inputs, and a .jsonl named on the command line that is not
+    probe records is read as a log, as before."""
+    from triage.ingest.discover import KIND_LOG, KIND_PROBE, discover
+
+    run = tmp_path / "run"
+    write_console(run / "console.log")
+    write_probe(run / "fingerprints", odd=1, from_step=3)
+    (run / "metrics.jsonl").write_text('{"loss": 1.0}\n')
+    r = scan([run], jobs=1)
+    assert (r.root_cause.rank, r.root_cause.step) == (1, 3)
+    assert not any(i.path.endswith("metrics.jsonl") for i in r.inputs)
+    specs, _ = discover([str(run / "fingerprints" / "rank1.jsonl"), str(run / "metrics.jsonl")])
+    assert [s.kind for s in specs] == [KIND_PROBE, KIND_LOG]

@@ -106,6 +106,20 @@ def rank_hint(path: str) -> tuple[int | None, int | None]:
 _SHAPES: dict = {}
 
 
+_SNIFF = "sniff"  # a .jsonl file outside a probe folder: probe records or not, its start says
+_PROBE_MARK = re.compile(rb'"schema"\s*:\s*"triage\.probe/1"')
+
+
+def _holds_probe_records(path: str) -> bool:
+    """Whether the start of a .jsonl file (64 KB) holds a probe record (triage.probe/1)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return _PROBE_MARK.search(head) is not None
+
+
 def _kind_of(path: str, explicit: bool) -> str | None:
     name = path[path.rfind(os.sep) + 1:].lower()
     if name.endswith(".log") and "trace" not in name and not name.startswith("core."):
@@ -114,13 +128,14 @@ def _kind_of(path: str, explicit: bool) -> str | None:
         return KIND_GZ
     if name.endswith(".json") and "error" in name:
         return KIND_ERROR_JSON
+    if name.endswith(".jsonl"):  # probe records: in a probe folder, or known by their records
+        folder = os.path.basename(os.path.dirname(path)).lower()
+        return KIND_PROBE if "probe" in folder else _SNIFF
     if explicit:
         return KIND_LOG
     suffix = os.path.splitext(name)[1]
     if suffix in (".pkl", ".pickle") or "fr_trace" in name or "nccl_trace" in name:
         return KIND_FR_DUMP
-    if name.endswith(".jsonl") and ("probe" in path.lower()):
-        return KIND_PROBE
     if suffix in (".json", ".jsonl"):
         return None  # metadata and structured records, not console text (name them to scan them)
     if suffix in _SKIP_SUFFIXES or name.startswith("core.") or name == "core":
@@ -244,6 +259,8 @@ def specs_from(items: list[tuple], warnings: list[str], *, first: int | None = N
         if ident in seen_files:
             continue
         kind = _kind_of(path, explicit)
+        if kind is _SNIFF:
+            kind = KIND_PROBE if _holds_probe_records(path) else (KIND_LOG if explicit else None)
         if kind is None:
             continue
         # Readable by everyone needs no access() call (100,000 files: a tenth of a second).

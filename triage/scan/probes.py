@@ -4,7 +4,8 @@ A reduction that returns a wrong sum on one rank leaves nothing in the logs: the
 apart silently, and the first line that says anything is a NaN or a desync on some *other* rank,
 steps later. The probe (triage.probe) records every rank's parameter checksum each step, so the
 first step where they disagree, and the odd rank, are in its records. `triage scan` reads the
-probe files it is given (`*.jsonl` under a `probe` folder, `triage.probe/1` records) and, when
+probe files among its inputs (`*.jsonl` in a folder named like `probe`, or any `.jsonl`
+whose first 64 KB hold a `triage.probe/1` record: triage.ingest.discover) and, when
 the ranks of a run disagree, adds one failure: rule `numerics.rank_divergence` (family `other`,
 root role), on the odd rank, at the first step they disagree, with the record's own time. It
 then competes for root cause with the logs' failures like any other (earliest first), and the
