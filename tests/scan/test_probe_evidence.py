@@ -241,3 +241,18 @@ def test_probe_files_are_known_by_their_records_wherever_they_are(tmp_path):
     assert not any(i.path.endswith("metrics.jsonl") for i in r.inputs)
     specs, _ = discover([str(run / "fingerprints" / "rank1.jsonl"), str(run / "metrics.jsonl")])
     assert [s.kind for s in specs] == [KIND_PROBE, KIND_LOG]
+
+
+def test_sharded_parameters_are_not_a_divergence(tmp_path):
+    """Every rank with its own checksum from the first record (FSDP/ZeRO shards): no failure
+    from the records, a warning instead; the logs' NaN stays the root."""
+    run = tmp_path / "run"
+    write_console(run / "console.log")
+    folder = run / "probe"
+    write_probe(folder)
+    for r in range(4):  # each rank's own shard
+        p = folder / f"rank{r}.jsonl"
+        p.write_text(p.read_text().replace('"param_checksum":"c32:', f'"param_checksum":"c32:{r}'))
+    r = scan([run], jobs=1)
+    assert (r.root_cause.family, r.root_cause.rank) == ("nonfinite", 2)
+    assert any("sharded parameters?" in w for w in r.warnings)

@@ -12,6 +12,8 @@ then competes for root cause with the logs' failures like any other (earliest fi
 numeric failures and desyncs that follow it are its symptoms (triage.classify.roles).
 
 - One failure per folder of probe files (one run); records of several folders are never mixed.
+- Sharded parameters (FSDP, ZeRO) differ across ranks by design: checksums that disagree with no
+  majority from the very first record are not taken as a divergence (a warning says so).
 - Only a checksum *disagreement* makes a failure. A non-finite value the probe counted is
   reported by the training loop's own NaN check in the logs; `triage diverge` shows both.
 - The failure quotes the odd rank's record line verbatim (its source is that line of that
@@ -122,6 +124,13 @@ def probe_occs(specs: Sequence[InputSpec]) -> tuple[list[Occ], dict[int, int], l
         if res.first_mismatch_step is None or res.first_mismatch_step != res.first_bad_step:
             continue
         step = res.first_bad_step
+        if not res.majority and step == res.first_step:
+            # No majority from the first record on: sharded parameters (FSDP, ZeRO) differ by
+            # design, and a tie there cannot say who is wrong. Not evidence of a divergence.
+            warnings.append(f"{folder or '.'}: probe checksums disagree with no majority from "
+                            f"the first recorded step ({step}): sharded parameters? not used "
+                            "as evidence (triage diverge shows the records)")
+            continue
         odd = [r for g in res.groups for r in g if r not in res.majority] if res.majority else []
         rank = odd[0] if odd else None
         at_step = [r for r in res.window if r.step == step]
