@@ -494,8 +494,6 @@ def _crash(inc) -> Any:
     return min(loud, key=lambda o: o.step if o.step is not None else 1 << 62) if loud else None
 
 
-
-
 def _p_together(scored: Sequence[dict[str, Any]], sigs: Sequence[str]) -> float:
     """Posterior mass of the hypotheses that put all of `sigs` in one cause."""
     want = set(sigs)
