@@ -161,7 +161,7 @@ class DemoRun:
                 "allreduce": self.spec.allreduce, "mitigation": MITIGATION[self.spec.allreduce],
                 "dir": str(self.job.outdir), "returncode": self.job.returncode,
                 "seconds": round(self.job.duration, 1), "root_cause": self.root,
-                "first_bad_step": self.first_bad_step, "divergence": self.diverge_summary,
+                "crash": self.crash, "first_bad_step": self.first_bad_step, "divergence": self.diverge_summary,
                 "injected": self.truth(), "timed_out_attempts": list(self.timed_out_attempts)}
 
 
