@@ -168,6 +168,10 @@ def test_cli_names_the_odd_rank(tmp_path):
     assert d["root_cause"]["playbook"] == "numerics.rank_divergence"
     assert {(f["family"], f["role"]) for f in d["failures"]} >= {("other", "root"),
                                                                   ("nonfinite", "symptom")}
+    text = subprocess.run([sys.executable, "-m", "triage", "scan", str(run)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert text.returncode == 0, text.stderr
+    assert "probe records, step 3: rank(s) 1 hold other parameters than rank(s) 0,2,3" in text.stdout
 
 
 @pytest.mark.parametrize("echo", ["nonfinite", "collective_mismatch", "loss_scale"])

@@ -110,9 +110,18 @@ def root_panel(rc, playbook=None) -> Panel:
         where.append(f"step {rc.step}")
     if rc.time:
         where.append(rc.time)
+    message = [Text(safe_text(rc.message), style="bold")]
+    probe = (rc.fields or {}).get("probe")
+    if probe:  # a divergence read from probe records: say it, then quote the record (shortened)
+        f = rc.fields
+        who = (f"rank(s) {f['odd_ranks']} hold other parameters than rank(s) {f['majority']}"
+               if f.get("odd_ranks") else f"checksum groups {f.get('groups', '')}")
+        record = rc.message if len(rc.message) <= 160 else rc.message[:159] + "…"
+        message = [Text(safe_text(f"probe records, step {f.get('step')}: {who}"), style="bold"),
+                   Text(safe_text(record), style="dim")]
     body = [
         Text.assemble((rc.family, "bold red"), "  " + ", ".join(where)),
-        Text(safe_text(rc.message), style="bold"),
+        *message,
         Text(f"{rc.source.path}:{rc.source.line}", style="cyan"),
         *[Text(safe_text("  " + line), style="cyan")
           for line in stack_lines(rc.frames, 3, short=True)],  # where it was raised
