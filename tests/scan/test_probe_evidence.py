@@ -131,7 +131,7 @@ def test_damaged_probe_files_scan_what_is_readable(tmp_path):
 
 
 def test_endless_probe_line_is_skipped_in_bounded_reads(tmp_path):
-    from triage.scan.probes import LINE_MAX
+    from triage.analyze.diverge import LINE_MAX
 
     run = tmp_path / "run"
     write_probe(run / "probe", odd=1, from_step=1)
@@ -260,3 +260,25 @@ def test_sharded_parameters_are_not_a_divergence(tmp_path):
     r = scan([run], jobs=1)
     assert (r.root_cause.family, r.root_cause.rank) == ("nonfinite", 2)
     assert any("sharded parameters?" in w for w in r.warnings)
+
+
+def test_diverge_reads_an_endless_line_in_bounded_pieces(tmp_path):
+    """`triage diverge` shares the bounded reader: a 40 MB line without a newline is one
+    unreadable line, and the records after it still count."""
+    import tracemalloc
+
+    from triage.analyze.diverge import find_divergence
+
+    write_probe(tmp_path / "probe", odd=2, from_step=5)
+    p = tmp_path / "probe" / "rank0.jsonl"
+    records = p.read_bytes()
+    with open(p, "wb") as fh:
+        fh.write(b"{" * (40 << 20) + b"\n")
+        fh.write(records)
+    tracemalloc.start()
+    res = find_divergence([tmp_path / "probe"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (res.first_bad_step, res.bad_ranks) == (5, (2,))
+    assert any("rank0.jsonl" in w and "line 1" in w for w in res.warnings)
+    assert peak < 8 << 20  # never the whole line in memory

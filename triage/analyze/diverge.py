@@ -19,7 +19,8 @@ Rules
   recording; that is not a divergence). `last_step` says how far each rank got.
 
 Input handling: lines that are not JSON objects or not probe records are skipped and counted in
-`warnings` (a crashed rank may leave a torn last line). Records from several runs must not be
+`warnings` (a crashed rank may leave a torn last line); so is a line over 64 KB, read past in
+bounded pieces (`read_lines`, shared with the scan's reader of probe records). Records from several runs must not be
 mixed: directories holding probe files in more than one folder are refused with a hint. A
 rank that recorded the same step twice (an appended restart) keeps its last record for that
 step, and a warning says so.
@@ -35,7 +36,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from triage.errors import InputError, UsageError
 
@@ -243,6 +244,39 @@ def probe_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+LINE_MAX = 1 << 16  # a probe record is ~300 bytes; a longer line is not one
+
+
+def read_lines(fh: BinaryIO) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) of each line of a binary file; text is None for a line longer than
+    LINE_MAX, which is read past in bounded pieces, never held whole (untrusted input)."""
+    n = 0
+    while True:
+        line = fh.readline(LINE_MAX + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > LINE_MAX and not line.endswith(b"\n"):
+            while True:
+                more = fh.readline(LINE_MAX)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield n, None
+            continue
+        yield n, line.decode("utf-8", "replace")
+
+
+def parse_or_none(text: str | None, source: str) -> ProbeRecord | ProbeDivergence | None | bool:
+    """parse_line for read_lines' output: False for a line that is not readable (too long, not
+    JSON, a probe record with missing or ill-typed fields)."""
+    if text is None:
+        return False
+    try:
+        return parse_line(text, source)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return False
+
+
 def load_records(files: Sequence[Path]) -> tuple[list[ProbeRecord], list[ProbeDivergence], list[str]]:
     records: list[ProbeRecord] = []
     reported: list[ProbeDivergence] = []
@@ -251,14 +285,13 @@ def load_records(files: Sequence[Path]) -> tuple[list[ProbeRecord], list[ProbeDi
         bad = 0
         first_bad = None
         try:
-            fh = open(path, encoding="utf-8", errors="replace")
+            fh = open(path, "rb")
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
         with fh:
-            for n, line in enumerate(fh, 1):
-                try:
-                    rec = parse_line(line, f"{path}:{n}")
-                except (ValueError, KeyError, TypeError):
+            for n, text in read_lines(fh):
+                rec = parse_or_none(text, f"{path}:{n}")
+                if rec is False:
                     bad += 1
                     first_bad = first_bad or n
                     continue

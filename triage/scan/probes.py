@@ -30,7 +30,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Sequence
 
-from triage.analyze.diverge import ProbeDivergence, ProbeRecord, analyse, parse_line
+from triage.analyze.diverge import (ProbeDivergence, ProbeRecord, analyse, parse_or_none,
+                                    read_lines)
 from triage.classify.signature import signature_id
 from triage.ingest.discover import InputSpec
 from triage.scan.worker import Occ
@@ -38,7 +39,6 @@ from triage.scan.worker import Occ
 RULE = "numerics.rank_divergence"
 FAMILY = "other"
 TEMPLATE = "probe records: parameter checksums differ across ranks at step <NUM>"
-LINE_MAX = 1 << 16  # a probe record is ~300 bytes; a longer line is not one
 
 
 def _read(spec: InputSpec) -> tuple[list[ProbeRecord], list[ProbeDivergence], dict[str, str], int,
@@ -47,36 +47,20 @@ def _read(spec: InputSpec) -> tuple[list[ProbeRecord], list[ProbeDivergence], di
     records: list[ProbeRecord] = []
     reported: list[ProbeDivergence] = []
     raw: dict[str, str] = {}
-    bad = 0
+    bad = n = 0
     first_bad = None
-    n = 0
     try:
         fh = open(spec.real or spec.path, "rb")
     except OSError as exc:
         return [], [], {}, 0, [f"{spec.path}: cannot open ({exc.strerror or exc}); skipped"]
     with fh:
-        while True:
-            line = fh.readline(LINE_MAX + 1)
-            if not line:
-                break
-            n += 1
-            if len(line) > LINE_MAX and not line.endswith(b"\n"):
-                while True:  # the rest of an endless line, in bounded pieces
-                    more = fh.readline(LINE_MAX)
-                    if not more or more.endswith(b"\n"):
-                        break
-                bad += 1
-                first_bad = first_bad or n
-                continue
+        for n, text in read_lines(fh):
             source = f"{spec.path}:{n}"
-            text = line.decode("utf-8", "replace")
-            try:
-                rec = parse_line(text, source)
-            except (ValueError, KeyError, TypeError, RecursionError):
+            rec = parse_or_none(text, source)
+            if rec is False:
                 bad += 1
                 first_bad = first_bad or n
-                continue
-            if isinstance(rec, ProbeRecord):
+            elif isinstance(rec, ProbeRecord):
                 records.append(rec)
                 raw[source] = text.rstrip("\r\n")
             elif isinstance(rec, ProbeDivergence):
