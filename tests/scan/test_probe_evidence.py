@@ -221,9 +221,8 @@ def test_probe_reader_survives_any_bytes(tmp_path):
         p = tmp_path / "probe" / "rank0.jsonl"
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(data)
-        records, _reported, raw, n, warnings = _read(InputSpec(0, str(p), str(p), "probe", len(data)))
+        records, _reported, n, warnings = _read(InputSpec(0, str(p), str(p), "probe", len(data)))
         assert n == data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-        assert len(raw) == len(records)
         assert all(r.step == 1 and r.rank == 0 for r in records)
         assert not warnings or str(p) in warnings[0]
 

@@ -41,33 +41,41 @@ FAMILY = "other"
 TEMPLATE = "probe records: parameter checksums differ across ranks at step <NUM>"
 
 
-def _read(spec: InputSpec) -> tuple[list[ProbeRecord], list[ProbeDivergence], dict[str, str], int,
-                                    list[str]]:
-    """Records of one file, the raw line of each record (by its source), lines read, warnings."""
+def _read(spec: InputSpec) -> tuple[list[ProbeRecord], list[ProbeDivergence], int, list[str]]:
+    """Records of one file, lines read, warnings."""
     records: list[ProbeRecord] = []
     reported: list[ProbeDivergence] = []
-    raw: dict[str, str] = {}
     bad = n = 0
     first_bad = None
     try:
         fh = open(spec.real or spec.path, "rb")
     except OSError as exc:
-        return [], [], {}, 0, [f"{spec.path}: cannot open ({exc.strerror or exc}); skipped"]
+        return [], [], 0, [f"{spec.path}: cannot open ({exc.strerror or exc}); skipped"]
     with fh:
         for n, text in read_lines(fh):
-            source = f"{spec.path}:{n}"
-            rec = parse_or_none(text, source)
+            rec = parse_or_none(text, f"{spec.path}:{n}")
             if rec is False:
                 bad += 1
                 first_bad = first_bad or n
             elif isinstance(rec, ProbeRecord):
                 records.append(rec)
-                raw[source] = text.rstrip("\r\n")
             elif isinstance(rec, ProbeDivergence):
                 reported.append(rec)
     warnings = [f"{spec.path}: skipped {bad} unreadable probe line(s), first at line {first_bad}"] \
         if bad else []
-    return records, reported, raw, n, warnings
+    return records, reported, n, warnings
+
+
+def _line_at(spec: InputSpec, line_no: int) -> str:
+    """Line `line_no` of a probe file, verbatim (read again: records are not kept as text)."""
+    try:
+        with open(spec.real or spec.path, "rb") as fh:
+            for n, text in read_lines(fh):
+                if n == line_no:
+                    return (text or "").rstrip("\r\n")
+    except OSError:
+        pass
+    return ""
 
 
 def _local_stamp(t: float | None) -> tuple[str | None, float | None]:
@@ -91,13 +99,11 @@ def probe_occs(specs: Sequence[InputSpec]) -> tuple[list[Occ], dict[int, int], l
     for folder, group in folders.items():
         records: list[ProbeRecord] = []
         reported: list[ProbeDivergence] = []
-        raw: dict[str, str] = {}
         index_of: dict[str, InputSpec] = {}
         for s in group:
-            recs, rep, lines_of, n, warns = _read(s)
+            recs, rep, n, warns = _read(s)
             records += recs
             reported += rep
-            raw.update(lines_of)
             lines[s.index] = n
             warnings += warns
             index_of[s.path] = s
@@ -131,5 +137,5 @@ def probe_occs(specs: Sequence[InputSpec]) -> tuple[list[Occ], dict[int, int], l
         occs.append(Occ(
             signature_id(FAMILY, RULE, TEMPLATE), FAMILY, RULE, "root", TEMPLATE, rank,
             quoted.host, step, True, iso, key, spec.index, 0, int(line_no),
-            raw[quoted.source][:8192], fields, (), False))
+            _line_at(spec, int(line_no))[:8192], fields, (), False))
     return occs, lines, warnings
