@@ -107,5 +107,7 @@ def test_scan_of_a_real_run_with_its_probe_records_names_the_silent_rank(real_ru
     rc = both.root_cause
     assert (rc.rank, rc.step, rc.playbook) == (first.rank, first.step, "numerics.rank_divergence")
     assert rc.source.path.endswith(f"rank{first.rank}.jsonl")
+    hosts = {s.rank: s.host for s in logs_only.ranks if s.host}
+    assert rc.host == hosts.get(first.rank, rc.host)  # the logs' name for the host wins
     roles = {f.family: f.role for f in both.failures if f.family == "nonfinite"}
     assert roles == {"nonfinite": "symptom"}

@@ -148,6 +148,7 @@ def test_probe_folder_alone_and_jobs_agree(tmp_path, monkeypatch):
     write_probe(run / "probe", odd=1, from_step=3)
     alone = scan([run / "probe"], jobs=1)
     assert alone.root_cause.rank == 1 and [f.role for f in alone.failures] == ["root"]
+    assert alone.root_cause.host == "node0"  # no log names it: the probe's own hostname
     one = scan([run], jobs=1).to_json()
     monkeypatch.setattr(scanmod, "STREAM_MIN", 1)  # the streaming path, as with many files
     streamed = scan([run], jobs=2).to_json()

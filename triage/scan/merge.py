@@ -79,6 +79,9 @@ def merge(specs: Sequence[InputSpec], results: list[PieceResult], *, seconds: fl
         bytes_total += size
     del input_lines, input_bytes
 
+    for o in probe_occs:  # the host as the logs name it (the probe's own hostname may differ)
+        if o.rank is not None and o.rank in hosts:
+            o.host = hosts[o.rank]
     occs = list(merged.values()) + probe_occs
     for o in occs:
         if o.step is None and o.rank is not None:
