@@ -277,28 +277,39 @@ def parse_or_none(text: str | None, source: str) -> ProbeRecord | ProbeDivergenc
         return False
 
 
+def read_records(fh: BinaryIO, name: str) -> tuple[list[ProbeRecord], list[ProbeDivergence], int,
+                                                   int, int | None]:
+    """One open probe file: (records, reported divergences, lines read, unreadable lines, the
+    first unreadable line's number). `name` goes into each record's source ("name:line")."""
+    records: list[ProbeRecord] = []
+    reported: list[ProbeDivergence] = []
+    bad = n = 0
+    first_bad = None
+    for n, text in read_lines(fh):
+        rec = parse_or_none(text, f"{name}:{n}")
+        if rec is False:
+            bad += 1
+            first_bad = first_bad or n
+        elif isinstance(rec, ProbeRecord):
+            records.append(rec)
+        elif isinstance(rec, ProbeDivergence):
+            reported.append(rec)
+    return records, reported, n, bad, first_bad
+
+
 def load_records(files: Sequence[Path]) -> tuple[list[ProbeRecord], list[ProbeDivergence], list[str]]:
     records: list[ProbeRecord] = []
     reported: list[ProbeDivergence] = []
     warnings: list[str] = []
     for path in files:
-        bad = 0
-        first_bad = None
         try:
             fh = open(path, "rb")
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
         with fh:
-            for n, text in read_lines(fh):
-                rec = parse_or_none(text, f"{path}:{n}")
-                if rec is False:
-                    bad += 1
-                    first_bad = first_bad or n
-                    continue
-                if isinstance(rec, ProbeRecord):
-                    records.append(rec)
-                elif isinstance(rec, ProbeDivergence):
-                    reported.append(rec)
+            recs, rep, _n, bad, first_bad = read_records(fh, str(path))
+        records += recs
+        reported += rep
         if bad:
             warnings.append(f"{path}: skipped {bad} unreadable line(s), first at line {first_bad}")
     return records, reported, warnings

@@ -30,8 +30,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Sequence
 
-from triage.analyze.diverge import (ProbeDivergence, ProbeRecord, analyse, parse_or_none,
-                                    read_lines)
+from triage.analyze.diverge import (ProbeDivergence, ProbeRecord, analyse, read_lines,
+                                    read_records)
 from triage.classify.signature import signature_id
 from triage.ingest.discover import InputSpec
 from triage.scan.worker import Occ
@@ -43,24 +43,12 @@ TEMPLATE = "probe records: parameter checksums differ across ranks at step <NUM>
 
 def _read(spec: InputSpec) -> tuple[list[ProbeRecord], list[ProbeDivergence], int, list[str]]:
     """Records of one file, lines read, warnings."""
-    records: list[ProbeRecord] = []
-    reported: list[ProbeDivergence] = []
-    bad = n = 0
-    first_bad = None
     try:
         fh = open(spec.real or spec.path, "rb")
     except OSError as exc:
         return [], [], 0, [f"{spec.path}: cannot open ({exc.strerror or exc}); skipped"]
     with fh:
-        for n, text in read_lines(fh):
-            rec = parse_or_none(text, f"{spec.path}:{n}")
-            if rec is False:
-                bad += 1
-                first_bad = first_bad or n
-            elif isinstance(rec, ProbeRecord):
-                records.append(rec)
-            elif isinstance(rec, ProbeDivergence):
-                reported.append(rec)
+        records, reported, n, bad, first_bad = read_records(fh, spec.path)
     warnings = [f"{spec.path}: skipped {bad} unreadable probe line(s), first at line {first_bad}"] \
         if bad else []
     return records, reported, n, warnings
